@@ -1,0 +1,53 @@
+//! Sans-IO core of a [discovery-swarm] compatible swarm.
+//!
+//! [`Swarm`] is a plain state machine: it does no I/O, never reads a clock and draws
+//! randomness only from the seed in its [`Config`]. A driver (the tokio or smol adapter, the
+//! simulator, a test) owns the sockets and timers and loops:
+//!
+//! ```
+//! use swarm_core::{Config, Input, Instant, Output, Swarm};
+//!
+//! let mut swarm = Swarm::new(Config::new(vec![1u8; 32], 7)).unwrap();
+//! let now = Instant::from_micros(0);
+//! swarm.handle_input(now, Input::Listening { port: 7001 });
+//! swarm.add_peer(now, Some(b"topic"), "127.0.0.1:7002".parse().unwrap());
+//! loop {
+//!     // 1. Apply one input: a socket event, a command, or `handle_timeout(now)` when the
+//!     //    deadline from `poll_timeout()` has passed.
+//!     // 2. Drain every output.
+//!     while let Some(output) = swarm.poll_output() {
+//!         match output {
+//!             Output::Dial { conn, addr, transport } => { /* open a connection */ }
+//!             Output::Send { conn, data } => { /* write data */ }
+//!             Output::Close { conn } => { /* close the socket */ }
+//!             Output::Event(event) => { /* tell the application */ }
+//!         }
+//!     }
+//!     // 3. Sleep until the next socket event or `swarm.poll_timeout()`.
+//!     break;
+//! }
+//! ```
+//!
+//! While [`Swarm::wants_read`] is true for a connection the driver passes its bytes in as
+//! [`Input::Received`]; once the core reports [`Event::Connection`], the stream belongs to the
+//! application (prefixed by the event's `early_data`).
+//!
+//! [discovery-swarm]: https://www.npmjs.com/package/discovery-swarm
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dedup;
+pub mod event;
+pub mod handshake;
+pub mod peer;
+mod swarm;
+pub mod time;
+
+pub use config::{Config, ConfigError, HandshakeMode};
+pub use event::{
+    BanReason, ConnInfo, Event, PeerInfo, PeerSource, RejectReason, Stats, Transport,
+};
+pub use handshake::HandshakeError;
+pub use swarm::{CloseCause, CommandError, ConnId, Input, Output, Swarm};
+pub use time::Instant;

@@ -1,0 +1,229 @@
+//! Candidate peers: the seen/banned table, the dial queue and retry bookkeeping.
+
+use crate::event::PeerInfo;
+use crate::time::Instant;
+use crate::ConnId;
+use bytes::Bytes;
+use hashbrown::HashMap;
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+
+/// Maps IPv4-mapped IPv6 addresses to IPv4, so one host has one key.
+pub fn normalize_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// [`normalize_ip`] for a socket address.
+pub fn normalize_addr(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(normalize_ip(addr.ip()), addr.port())
+}
+
+/// Node's "long id": a peer is an address found for a topic.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct PeerKey {
+    pub addr: SocketAddr,
+    pub topic: Option<Bytes>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PeerStatus {
+    /// Known, not queued, not connected: rediscovery queues it again.
+    Idle,
+    /// In the dial queue.
+    Queued,
+    /// Waiting out a retry delay until the instant given.
+    Waiting(Instant),
+    /// A dial attempt or its handshake is in flight.
+    Dialing,
+    /// Its outbound connection is the registered one for its remote id.
+    Connected(ConnId),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Peer {
+    pub retries: u32,
+    pub status: PeerStatus,
+    pub banned: bool,
+    /// The id this address answered with last time, so a connected peer is not redialled.
+    pub remote_id: Option<Bytes>,
+}
+
+/// The candidate table and the dial queue.
+#[derive(Debug, Default)]
+pub(crate) struct PeerTable {
+    peers: HashMap<PeerKey, Peer>,
+    queue: VecDeque<PeerKey>,
+    /// Peers per address that are queued, waiting, dialling or connected (any topic).
+    busy_addrs: HashMap<SocketAddr, u32>,
+}
+
+fn is_busy(status: PeerStatus) -> bool {
+    !matches!(status, PeerStatus::Idle)
+}
+
+impl PeerTable {
+    pub fn get(&self, key: &PeerKey) -> Option<&Peer> {
+        self.peers.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn addr_busy(&self, addr: &SocketAddr) -> bool {
+        self.busy_addrs.get(addr).is_some_and(|n| *n > 0)
+    }
+
+    pub fn info(&self, key: &PeerKey) -> PeerInfo {
+        PeerInfo {
+            addr: key.addr,
+            topic: key.topic.clone(),
+            retries: self.peers.get(key).map_or(0, |p| p.retries),
+        }
+    }
+
+    /// Inserts or updates a peer, keeping the busy index right.
+    pub fn set_status(&mut self, key: &PeerKey, status: PeerStatus) {
+        let peer = self.peers.entry(key.clone()).or_insert(Peer {
+            retries: 0,
+            status: PeerStatus::Idle,
+            banned: false,
+            remote_id: None,
+        });
+        let was_busy = is_busy(peer.status);
+        peer.status = status;
+        match (was_busy, is_busy(status)) {
+            (false, true) => *self.busy_addrs.entry(key.addr).or_insert(0) += 1,
+            (true, false) => self.release_addr(key.addr),
+            _ => {}
+        }
+    }
+
+    fn release_addr(&mut self, addr: SocketAddr) {
+        if let Some(count) = self.busy_addrs.get_mut(&addr) {
+            *count -= 1;
+            if *count == 0 {
+                self.busy_addrs.remove(&addr);
+            }
+        }
+    }
+
+    pub fn enqueue(&mut self, key: PeerKey) {
+        self.set_status(&key, PeerStatus::Queued);
+        self.queue.push_back(key);
+    }
+
+    /// The next queued peer that is still queued and not banned.
+    pub fn dequeue(&mut self) -> Option<PeerKey> {
+        while let Some(key) = self.queue.pop_front() {
+            match self.peers.get(&key) {
+                Some(peer) if peer.status == PeerStatus::Queued && !peer.banned => {
+                    return Some(key)
+                }
+                Some(peer) if peer.status == PeerStatus::Queued => {
+                    self.set_status(&key, PeerStatus::Idle)
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    pub fn update(&mut self, key: &PeerKey, f: impl FnOnce(&mut Peer)) {
+        if let Some(peer) = self.peers.get_mut(key) {
+            f(peer);
+        }
+    }
+
+    pub fn remove(&mut self, key: &PeerKey) {
+        if let Some(peer) = self.peers.remove(key) {
+            if is_busy(peer.status) {
+                self.release_addr(key.addr);
+            }
+        }
+    }
+
+    /// Forgets idle, unbanned peers until the table has room for one more under `cap`.
+    /// Returns false if it is still full (everything left is busy or banned).
+    pub fn make_room(&mut self, cap: usize) -> bool {
+        if self.peers.len() < cap {
+            return true;
+        }
+        let excess = self.peers.len() + 1 - cap;
+        let victims: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.status == PeerStatus::Idle && !p.banned)
+            .map(|(k, _)| k.clone())
+            .take(excess)
+            .collect();
+        for key in &victims {
+            self.peers.remove(key);
+        }
+        self.peers.len() < cap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv6Addr;
+
+    fn key(port: u16) -> PeerKey {
+        PeerKey {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            topic: None,
+        }
+    }
+
+    #[test]
+    fn normalizes_ipv4_mapped() {
+        let mapped = SocketAddr::new(IpAddr::V6(Ipv6Addr::from([0, 0, 0, 0, 0, 0xffff, 0x7f00, 1])), 7);
+        assert_eq!(normalize_addr(mapped), SocketAddr::from(([127, 0, 0, 1], 7)));
+    }
+
+    #[test]
+    fn busy_index_follows_status() {
+        let mut table = PeerTable::default();
+        table.enqueue(key(1));
+        assert!(table.addr_busy(&key(1).addr));
+        assert_eq!(table.dequeue(), Some(key(1)));
+        table.set_status(&key(1), PeerStatus::Dialing);
+        assert!(table.addr_busy(&key(1).addr));
+        table.set_status(&key(1), PeerStatus::Idle);
+        assert!(!table.addr_busy(&key(1).addr));
+        table.remove(&key(1));
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn dequeue_skips_banned_and_stale_entries() {
+        let mut table = PeerTable::default();
+        table.enqueue(key(1));
+        table.enqueue(key(2));
+        table.update(&key(1), |p| p.banned = true);
+        assert_eq!(table.dequeue(), Some(key(2)));
+        assert_eq!(table.dequeue(), None);
+        assert!(!table.addr_busy(&key(1).addr));
+    }
+
+    #[test]
+    fn make_room_evicts_only_idle_peers() {
+        let mut table = PeerTable::default();
+        table.enqueue(key(1));
+        table.set_status(&key(2), PeerStatus::Idle);
+        assert!(table.make_room(2));
+        assert_eq!(table.len(), 1);
+        assert!(!table.make_room(1));
+    }
+}
