@@ -138,10 +138,7 @@ impl Config {
 
     /// Sets the whitelist of hosts.
     pub fn with_whitelist(mut self, hosts: impl IntoIterator<Item = IpAddr>) -> Self {
-        self.whitelist = hosts
-            .into_iter()
-            .map(crate::peer::normalize_ip)
-            .collect();
+        self.whitelist = hosts.into_iter().map(crate::peer::normalize_ip).collect();
         self
     }
 

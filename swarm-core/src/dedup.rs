@@ -13,7 +13,9 @@ fn hex_chars<'a>(id: &'a [u8], key: Option<&'a [u8]>) -> impl Iterator<Item = u8
             .iter()
             .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
     };
-    let suffix = key.into_iter().flat_map(move |k| core::iter::once(b'@').chain(hex(k)));
+    let suffix = key
+        .into_iter()
+        .flat_map(move |k| core::iter::once(b'@').chain(hex(k)));
     hex(id).chain(suffix)
 }
 
@@ -32,18 +34,22 @@ pub struct Side {
 /// Whether a newly handshaken connection `new` replaces the registered connection `old` to the
 /// same remote id (`true`), or is itself dropped (`false`). `remote_vs_local` is
 /// `compare_ids(remote, local)`; `keep_existing` is Node's `keepExistingConnections`.
-pub fn new_replaces_old(old: Side, new: Side, remote_vs_local: Ordering, keep_existing: bool) -> bool {
+pub fn new_replaces_old(
+    old: Side,
+    new: Side,
+    remote_vs_local: Ordering,
+    keep_existing: bool,
+) -> bool {
     if keep_existing {
         return false;
     }
     if old.transport == Transport::Utp && new.transport == Transport::Tcp {
         return true;
     }
-    let dialler_is_larger = match (new.initiator, remote_vs_local) {
-        (true, Ordering::Less) => true,
-        (false, Ordering::Greater) => true,
-        _ => false,
-    };
+    let dialler_is_larger = matches!(
+        (new.initiator, remote_vs_local),
+        (true, Ordering::Less) | (false, Ordering::Greater)
+    );
     let utp_over_tcp = new.transport == Transport::Utp && old.transport == Transport::Tcp;
     !(dialler_is_larger || utp_over_tcp)
 }
@@ -55,7 +61,10 @@ mod tests {
     use Transport::{Tcp, Utp};
 
     fn side(transport: Transport, initiator: bool) -> Side {
-        Side { transport, initiator }
+        Side {
+            transport,
+            initiator,
+        }
     }
 
     /// Node's comparison, literally: hex strings with an optional suffix.
@@ -90,7 +99,7 @@ mod tests {
             let (first_b, second_b) = if a_first { (side(Tcp, false), side(Tcp, true)) } else { (side(Tcp, true), side(Tcp, false)) };
             let b_keeps_own = if new_replaces_old(first_b, second_b, ord.reverse(), false) { second_b.initiator } else { first_b.initiator };
             let a_is_smaller = ord == Ordering::Greater;
-            a_keeps_own == a_is_smaller && b_keeps_own == !a_is_smaller
+            a_keeps_own == a_is_smaller && b_keeps_own != a_is_smaller
         }
     }
 
@@ -98,7 +107,10 @@ mod tests {
     fn proper_prefix_sorts_first_and_suffix_changes_it() {
         assert_eq!(compare_ids(&[0xab], &[0xab, 0xcd], None), Ordering::Less);
         // "ab@ff" vs "ab01@ff": '@' sorts after '0'.
-        assert_eq!(compare_ids(&[0xab], &[0xab, 0x01], Some(&[0xff])), Ordering::Greater);
+        assert_eq!(
+            compare_ids(&[0xab], &[0xab, 0x01], Some(&[0xff])),
+            Ordering::Greater
+        );
     }
 
     #[test]
@@ -114,15 +126,40 @@ mod tests {
     #[test]
     fn redial_keeps_newer_only_if_dialler_is_smaller() {
         // We redial (both ours). Remote larger than us: we are the smaller dialler, newer wins.
-        assert!(new_replaces_old(side(Tcp, true), side(Tcp, true), Ordering::Greater, false));
-        assert!(!new_replaces_old(side(Tcp, true), side(Tcp, true), Ordering::Less, false));
+        assert!(new_replaces_old(
+            side(Tcp, true),
+            side(Tcp, true),
+            Ordering::Greater,
+            false
+        ));
+        assert!(!new_replaces_old(
+            side(Tcp, true),
+            side(Tcp, true),
+            Ordering::Less,
+            false
+        ));
         // Remote redials us: remote smaller -> newer wins.
-        assert!(new_replaces_old(side(Tcp, false), side(Tcp, false), Ordering::Less, false));
-        assert!(!new_replaces_old(side(Tcp, false), side(Tcp, false), Ordering::Greater, false));
+        assert!(new_replaces_old(
+            side(Tcp, false),
+            side(Tcp, false),
+            Ordering::Less,
+            false
+        ));
+        assert!(!new_replaces_old(
+            side(Tcp, false),
+            side(Tcp, false),
+            Ordering::Greater,
+            false
+        ));
     }
 
     #[test]
     fn keep_existing_keeps_first() {
-        assert!(!new_replaces_old(side(Utp, true), side(Tcp, true), Ordering::Greater, true));
+        assert!(!new_replaces_old(
+            side(Utp, true),
+            side(Tcp, true),
+            Ordering::Greater,
+            true
+        ));
     }
 }

@@ -200,7 +200,13 @@ mod tests {
     fn rejects_two_to_the_31_without_allocating() {
         let mut decoder = HandshakeDecoder::new(256);
         let err = decoder.feed(&[0x80, 0x80, 0x80, 0x80, 0x08]).unwrap_err();
-        assert_eq!(err, HandshakeError::IdTooLong { len: 1 << 31, max: 256 });
+        assert_eq!(
+            err,
+            HandshakeError::IdTooLong {
+                len: 1 << 31,
+                max: 256
+            }
+        );
         assert_eq!(decoder.id.capacity(), 0);
     }
 

@@ -45,9 +45,7 @@ mod swarm;
 pub mod time;
 
 pub use config::{Config, ConfigError, HandshakeMode};
-pub use event::{
-    BanReason, ConnInfo, Event, PeerInfo, PeerSource, RejectReason, Stats, Transport,
-};
+pub use event::{BanReason, ConnInfo, Event, PeerInfo, PeerSource, RejectReason, Stats, Transport};
 pub use handshake::HandshakeError;
 pub use swarm::{CloseCause, CommandError, ConnId, Input, Output, Swarm};
 pub use time::Instant;

@@ -188,8 +188,14 @@ mod tests {
 
     #[test]
     fn normalizes_ipv4_mapped() {
-        let mapped = SocketAddr::new(IpAddr::V6(Ipv6Addr::from([0, 0, 0, 0, 0, 0xffff, 0x7f00, 1])), 7);
-        assert_eq!(normalize_addr(mapped), SocketAddr::from(([127, 0, 0, 1], 7)));
+        let mapped = SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::from([0, 0, 0, 0, 0, 0xffff, 0x7f00, 1])),
+            7,
+        );
+        assert_eq!(
+            normalize_addr(mapped),
+            SocketAddr::from(([127, 0, 0, 1], 7))
+        );
     }
 
     #[test]

@@ -134,7 +134,10 @@ impl Conn {
     }
 
     fn is_pending(&self) -> bool {
-        matches!(self.state, ConnState::Dialing(_) | ConnState::Handshaking(_))
+        matches!(
+            self.state,
+            ConnState::Dialing(_) | ConnState::Handshaking(_)
+        )
     }
 
     fn reached_handshake(&self) -> bool {
@@ -293,7 +296,10 @@ impl Swarm {
             Input::DialFailed { conn } => self.on_dial_closed(now, conn),
             Input::Received { conn, data } => self.on_received(now, conn, data),
             Input::Closed { conn, cause } => {
-                if matches!(self.conns.get(&conn).map(|c| &c.state), Some(ConnState::Dialing(_))) {
+                if matches!(
+                    self.conns.get(&conn).map(|c| &c.state),
+                    Some(ConnState::Dialing(_))
+                ) {
                     self.on_dial_closed(now, conn);
                 } else {
                     self.close(now, conn, cause, false);
@@ -342,7 +348,12 @@ impl Swarm {
 
     /// Adds a candidate peer by hand; it takes the same path as a discovered one.
     pub fn add_peer(&mut self, now: Instant, topic: Option<&[u8]>, addr: SocketAddr) {
-        self.discovered(now, topic.map(Bytes::copy_from_slice), addr, PeerSource::Manual);
+        self.discovered(
+            now,
+            topic.map(Bytes::copy_from_slice),
+            addr,
+            PeerSource::Manual,
+        );
     }
 
     /// Bans a candidate (Node's `removePeer`): it is never dialled again; existing connections
@@ -461,8 +472,7 @@ impl Swarm {
             Some(RejectReason::Banned)
         } else if self.is_duplicate(&key) {
             Some(RejectReason::Duplicate)
-        } else if self.peers.get(&key).is_none() && !self.peers.make_room(self.config.max_peers)
-        {
+        } else if self.peers.get(&key).is_none() && !self.peers.make_room(self.config.max_peers) {
             Some(RejectReason::Full)
         } else {
             None
@@ -562,7 +572,10 @@ impl Swarm {
         self.total += 1;
         self.stats.dials_attempted += 1;
         self.emit(Event::Connecting(self.peers.info(&key)));
-        self.arm(now + self.config.connect_timeout, Timer::ConnectTimeout(attempt));
+        self.arm(
+            now + self.config.connect_timeout,
+            Timer::ConnectTimeout(attempt),
+        );
         self.attempts.insert(
             attempt,
             Attempt {
@@ -845,14 +858,16 @@ impl Swarm {
         };
         let remote = c.info.id.as_deref().unwrap_or_default();
         let ord = compare_ids(remote, &self.config.id, c.discovery_key.as_deref());
-        [Transport::Tcp, Transport::Utp].into_iter().any(|transport| {
-            let other = Side {
-                transport,
-                initiator: !c.info.initiator,
-            };
-            pending.0[PendingCounts::slot(other)] > 0
-                && new_replaces_old(c.side(), other, ord, false)
-        })
+        [Transport::Tcp, Transport::Utp]
+            .into_iter()
+            .any(|transport| {
+                let other = Side {
+                    transport,
+                    initiator: !c.info.initiator,
+                };
+                pending.0[PendingCounts::slot(other)] > 0
+                    && new_replaces_old(c.side(), other, ord, false)
+            })
     }
 
     fn recheck_deferred(&mut self, now: Instant, ip: IpAddr) {
@@ -861,7 +876,12 @@ impl Swarm {
         };
         let (wait, ready): (Vec<ConnId>, Vec<ConnId>) = list
             .into_iter()
-            .filter(|c| matches!(self.conns.get(c).map(|c| &c.state), Some(ConnState::Deferred)))
+            .filter(|c| {
+                matches!(
+                    self.conns.get(c).map(|c| &c.state),
+                    Some(ConnState::Deferred)
+                )
+            })
             .partition(|c| self.should_defer(*c));
         if !wait.is_empty() {
             self.deferred.insert(ip, wait);
@@ -970,7 +990,8 @@ impl Swarm {
         if let Some(peer) = peer {
             let connected_here =
                 matches!(self.peers.get(&peer), Some(p) if p.status == PeerStatus::Connected(conn));
-            let dialling_here = matches!(self.peers.get(&peer), Some(p) if p.status == PeerStatus::Dialing) && !was_established;
+            let dialling_here = matches!(self.peers.get(&peer), Some(p) if p.status == PeerStatus::Dialing)
+                && !was_established;
             if connected_here && was_registered && cause == CloseCause::Remote {
                 self.requeue(now, peer);
             } else if connected_here || dialling_here {

@@ -53,6 +53,9 @@ mod tests {
         let t = Instant::from_micros(10);
         assert_eq!((t + Duration::from_millis(1)).as_micros(), 1010);
         assert_eq!(t - Instant::from_micros(20), Duration::ZERO);
-        assert_eq!((Instant::from_micros(u64::MAX) + Duration::from_secs(1)).as_micros(), u64::MAX);
+        assert_eq!(
+            (Instant::from_micros(u64::MAX) + Duration::from_secs(1)).as_micros(),
+            u64::MAX
+        );
     }
 }

@@ -1,0 +1,172 @@
+//! `discovery-swarm`: join topics and report (or pipe) every connection.
+
+mod output;
+mod pipe;
+
+use clap::{Args, Parser, Subcommand};
+use futures_util::StreamExt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use swarm_tokio::{SwarmBuilder, SwarmEvent};
+
+#[derive(Parser)]
+#[command(
+    name = "discovery-swarm",
+    version,
+    about = "A network swarm that finds peers by topic and keeps one connection to each"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Join topics and connect to every peer found for them.
+    Join(JoinArgs),
+}
+
+#[derive(Args)]
+struct JoinArgs {
+    /// Topics to join (their UTF-8 bytes are the channel, as in Node's `join(string)`).
+    #[arg(required = true)]
+    topics: Vec<String>,
+    /// TCP port to listen on (0 = any).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Peer id in hex (default: 32 random bytes).
+    #[arg(long, value_parser = parse_id)]
+    id: Option<HexId>,
+    /// Dial this peer for the first topic (repeatable).
+    #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
+    peers: Vec<SocketAddr>,
+    /// Cap on dialling + handshaking + connected peers (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    max_connections: usize,
+    /// Only connect with these hosts (comma-separated IPs).
+    #[arg(long, value_delimiter = ',', value_name = "IP,...")]
+    whitelist: Vec<IpAddr>,
+    /// Look the topics up without announcing them.
+    #[arg(long)]
+    no_announce: bool,
+    /// On a duplicate, keep the existing connection.
+    #[arg(long)]
+    keep_existing: bool,
+    /// One JSON object per event.
+    #[arg(long)]
+    json: bool,
+    /// Write stdin to every connection and every connection's data to stdout (events go to
+    /// stderr).
+    #[arg(long)]
+    pipe: bool,
+}
+
+#[derive(Clone)]
+struct HexId(Vec<u8>);
+
+fn parse_id(text: &str) -> Result<HexId, String> {
+    let id = hex::decode(text).map_err(|e| format!("not a hex id: {e}"))?;
+    if id.is_empty() || id.len() > swarm_core::handshake::DEFAULT_MAX_ID_LEN {
+        return Err(format!("the id must be 1 to 256 bytes, got {}", id.len()));
+    }
+    Ok(HexId(id))
+}
+
+fn parse_peer(text: &str) -> Result<SocketAddr, String> {
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| format!("expected HOST:PORT ({e})"))?;
+    let addr = addrs
+        .next()
+        .ok_or_else(|| format!("{text} resolves to nothing"))?;
+    if addr.port() == 0 {
+        return Err("port 0 cannot be dialled".into());
+    }
+    Ok(addr)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("discovery-swarm: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Join(args) => runtime.block_on(join(args)),
+    }
+}
+
+async fn join(args: JoinArgs) -> ExitCode {
+    let mut builder = SwarmBuilder::new()
+        .max_connections(args.max_connections)
+        .whitelist(args.whitelist.iter().copied())
+        .keep_existing_connections(args.keep_existing);
+    if let Some(HexId(id)) = args.id {
+        builder = builder.id(id);
+    }
+    let mut swarm = match builder.build() {
+        Ok(swarm) => swarm,
+        Err(e) => {
+            eprintln!("discovery-swarm: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = swarm.listen(args.port).await {
+        eprintln!("discovery-swarm: {e}");
+        return ExitCode::FAILURE;
+    }
+    for topic in &args.topics {
+        swarm.join(topic, !args.no_announce);
+    }
+    for peer in &args.peers {
+        swarm.add_peer(Some(&args.topics[0]), *peer);
+    }
+    let printer = output::Printer::new(args.json, args.pipe);
+    let pipe = args.pipe.then(pipe::Pipe::start);
+    let mut terminate = signal_terminate();
+    loop {
+        tokio::select! {
+            event = swarm.next() => match event {
+                Some(SwarmEvent::Connection(conn)) => {
+                    printer.connection(&conn);
+                    match &pipe {
+                        Some(pipe) => pipe.attach(conn),
+                        None => pipe::drain(conn),
+                    }
+                }
+                Some(SwarmEvent::Event { event, local_addr }) => printer.event(&event, local_addr),
+                Some(_) => {}
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    swarm.close().await;
+    ExitCode::SUCCESS
+}
+
+fn signal_terminate() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            let _ = tx.send(()).await;
+        }
+    });
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
+}

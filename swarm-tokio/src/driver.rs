@@ -1,0 +1,584 @@
+//! The driver task: owns the core, the listener and every socket until its handshake is done,
+//! and loops over socket readiness, commands and the core's next deadline. No protocol logic.
+
+use crate::connection::Connection;
+use crate::{Counters, ExternalHandshake, SwarmEvent};
+use bytes::{Buf, Bytes};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use hashbrown::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use swarm_core::{
+    CloseCause, ConnId, Event, Input, Instant, Output, PeerSource, Stats, Swarm, Transport,
+};
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+pub(crate) enum Command {
+    Listen {
+        port: u16,
+        reply: oneshot::Sender<io::Result<u16>>,
+    },
+    Join {
+        topic: Bytes,
+        announce: bool,
+    },
+    Leave {
+        topic: Bytes,
+    },
+    AddPeer {
+        topic: Option<Bytes>,
+        addr: SocketAddr,
+    },
+    RemovePeer {
+        topic: Option<Bytes>,
+        addr: SocketAddr,
+    },
+    Stats {
+        reply: oneshot::Sender<Stats>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+pub(crate) type HandshakeResult = io::Result<(TcpStream, Vec<u8>, Option<Vec<u8>>)>;
+
+pub(crate) enum Report {
+    Closed {
+        conn: ConnId,
+        cause: CloseCause,
+    },
+    Handshaken {
+        conn: ConnId,
+        result: HandshakeResult,
+    },
+}
+
+type Task<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A socket the driver holds while its handshake runs, with handshake bytes not yet written.
+struct Handshaking {
+    stream: TcpStream,
+    unsent: Bytes,
+}
+
+/// A live connection: where its socket is and what the events need to know.
+struct Live {
+    local_addr: Option<SocketAddr>,
+    /// Cancels the dial or readiness future that owns the socket right now.
+    cancel: Option<oneshot::Sender<()>>,
+    /// Duplicate of an established connection's socket, to close it on the core's behalf.
+    established: Option<std::net::TcpStream>,
+    external: Option<AbortHandle>,
+    /// Reached `handshaking`, so the core will report `connection-closed` for it.
+    reported: bool,
+}
+
+pub(crate) struct Driver {
+    core: Swarm,
+    epoch: tokio::time::Instant,
+    listener: Option<TcpListener>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    report_tx: mpsc::UnboundedSender<Report>,
+    events: mpsc::UnboundedSender<SwarmEvent>,
+    counters: Arc<Counters>,
+    external: Option<ExternalHandshake>,
+    live: HashMap<ConnId, Live>,
+    /// Sockets in the driver's hands during this iteration, or parked while the core defers.
+    held: HashMap<ConnId, Handshaking>,
+    dials: FuturesUnordered<Task<(ConnId, Option<io::Result<TcpStream>>)>>,
+    readiness: FuturesUnordered<Task<(ConnId, Handshaking, bool)>>,
+    read_buf: Vec<u8>,
+    accept_paused_until: Option<tokio::time::Instant>,
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        core: Swarm,
+        commands: mpsc::UnboundedReceiver<Command>,
+        reports: mpsc::UnboundedReceiver<Report>,
+        report_tx: mpsc::UnboundedSender<Report>,
+        events: mpsc::UnboundedSender<SwarmEvent>,
+        counters: Arc<Counters>,
+        external: Option<ExternalHandshake>,
+    ) -> Self {
+        Driver {
+            core,
+            epoch: tokio::time::Instant::now(),
+            listener: None,
+            commands,
+            reports,
+            report_tx,
+            events,
+            counters,
+            external,
+            live: HashMap::new(),
+            held: HashMap::new(),
+            dials: FuturesUnordered::new(),
+            readiness: FuturesUnordered::new(),
+            read_buf: vec![0; 4096],
+            accept_paused_until: None,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    pub(crate) async fn run(mut self) {
+        let sleep = tokio::time::sleep(std::time::Duration::from_secs(3600));
+        tokio::pin!(sleep);
+        loop {
+            let deadline = self
+                .core
+                .poll_timeout()
+                .map(|t| self.epoch + std::time::Duration::from_micros(t.as_micros()));
+            let wake = match (deadline, self.accept_paused_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(at) = wake {
+                sleep.as_mut().reset(at);
+            }
+            let accepting = self.listener.is_some() && self.accept_paused_until.is_none();
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Close { reply }) => {
+                        self.shutdown();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command).await,
+                    None => {
+                        self.shutdown();
+                        return;
+                    }
+                },
+                Some(report) = self.reports.recv() => self.on_report(report),
+                accepted = accept(self.listener.as_ref()), if accepting => self.on_accept(accepted),
+                Some((conn, result)) = self.dials.next() => self.on_dialled(conn, result),
+                Some((conn, hs, cancelled)) = self.readiness.next() => self.on_ready(conn, hs, cancelled),
+                () = &mut sleep, if wake.is_some() => {
+                    if self.accept_paused_until.is_some_and(|t| t <= tokio::time::Instant::now()) {
+                        self.accept_paused_until = None;
+                    }
+                    let now = self.now();
+                    self.core.handle_timeout(now);
+                }
+            }
+            self.drain();
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        let now = self.now();
+        match command {
+            Command::Listen { port, reply } => {
+                let result = bind(port).await.and_then(|listener| {
+                    let port = listener.local_addr()?.port();
+                    self.listener = Some(listener);
+                    Ok(port)
+                });
+                if let Ok(port) = result {
+                    self.core.handle_input(now, Input::Listening { port });
+                }
+                let _ = reply.send(result);
+            }
+            Command::Join { topic, announce } => self.core.join(topic, announce),
+            Command::Leave { topic } => {
+                self.core.leave(&topic);
+            }
+            Command::AddPeer { topic, addr } => match topic {
+                Some(topic) => self.core.handle_input(
+                    now,
+                    Input::Discovered {
+                        topic: &topic,
+                        addr,
+                        source: PeerSource::Manual,
+                    },
+                ),
+                None => self.core.add_peer(now, None, addr),
+            },
+            Command::RemovePeer { topic, addr } => self.core.remove_peer(topic.as_deref(), addr),
+            Command::Stats { reply } => {
+                let _ = reply.send(self.core.stats());
+            }
+            Command::Close { .. } => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn on_report(&mut self, report: Report) {
+        let now = self.now();
+        match report {
+            Report::Closed { conn, cause } => {
+                if let Some(live) = self.live.get_mut(&conn) {
+                    live.established = None;
+                }
+                self.core.handle_input(now, Input::Closed { conn, cause });
+            }
+            Report::Handshaken { conn, result } => {
+                if let Some(live) = self.live.get_mut(&conn) {
+                    live.external = None;
+                }
+                match result {
+                    Ok((stream, id, key)) => {
+                        let hs = Handshaking {
+                            stream,
+                            unsent: Bytes::new(),
+                        };
+                        self.held.insert(conn, hs);
+                        if let Err(e) = self.core.complete_handshake(now, conn, &id, key.as_deref())
+                        {
+                            tracing::debug!(?conn, error = %e, "external handshake rejected");
+                            self.held.remove(&conn);
+                            let _ = self.core.disconnect(now, conn);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(?conn, error = %e, "external handshake failed");
+                        let cause = CloseCause::Remote;
+                        self.core.handle_input(now, Input::Closed { conn, cause });
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_accept(&mut self, accepted: io::Result<(TcpStream, SocketAddr)>) {
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                let pause = std::time::Duration::from_millis(100);
+                self.accept_paused_until = Some(tokio::time::Instant::now() + pause);
+                return;
+            }
+        };
+        let now = self.now();
+        if let Ok(conn) = self.core.accept(now, remote, Transport::Tcp) {
+            self.track(conn, &stream);
+            let hs = Handshaking {
+                stream,
+                unsent: Bytes::new(),
+            };
+            self.held.insert(conn, hs);
+        }
+    }
+
+    fn on_dialled(&mut self, conn: ConnId, result: Option<io::Result<TcpStream>>) {
+        let now = self.now();
+        match result {
+            None => {} // cancelled by the core
+            Some(Ok(stream)) => {
+                self.track(conn, &stream);
+                let hs = Handshaking {
+                    stream,
+                    unsent: Bytes::new(),
+                };
+                self.held.insert(conn, hs);
+                self.core.handle_input(now, Input::Connected { conn });
+            }
+            Some(Err(e)) => {
+                tracing::debug!(?conn, error = %e, "dial failed");
+                self.live.remove(&conn);
+                self.core.handle_input(now, Input::DialFailed { conn });
+            }
+        }
+    }
+
+    fn on_ready(&mut self, conn: ConnId, mut hs: Handshaking, cancelled: bool) {
+        if cancelled {
+            return;
+        }
+        let now = self.now();
+        if let Some(live) = self.live.get_mut(&conn) {
+            live.cancel = None;
+        }
+        if let Err(e) = write_unsent(&mut hs) {
+            tracing::debug!(?conn, error = %e, "handshake write failed");
+            self.core.handle_input(
+                now,
+                Input::Closed {
+                    conn,
+                    cause: CloseCause::Remote,
+                },
+            );
+            return;
+        }
+        while self.core.wants_read(conn) {
+            match hs.stream.try_read(&mut self.read_buf) {
+                Ok(0) => {
+                    self.core.handle_input(
+                        now,
+                        Input::Closed {
+                            conn,
+                            cause: CloseCause::Remote,
+                        },
+                    );
+                    return;
+                }
+                Ok(n) => {
+                    let data = &self.read_buf[..n];
+                    self.core.handle_input(now, Input::Received { conn, data });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.core.handle_input(
+                        now,
+                        Input::Closed {
+                            conn,
+                            cause: CloseCause::Remote,
+                        },
+                    );
+                    return;
+                }
+            }
+        }
+        self.held.insert(conn, hs);
+    }
+
+    fn track(&mut self, conn: ConnId, stream: &TcpStream) {
+        let live = Live {
+            local_addr: stream.local_addr().ok(),
+            cancel: None,
+            established: None,
+            external: None,
+            reported: false,
+        };
+        self.live.insert(conn, live);
+    }
+
+    /// Carries out the core's outputs, then hands every socket still held back to a readiness
+    /// future (or parks it while the core defers it).
+    fn drain(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Dial {
+                    conn,
+                    addr,
+                    transport,
+                } => self.dial(conn, addr, transport),
+                Output::Send { conn, data } => {
+                    if let Some(hs) = self.held.get_mut(&conn) {
+                        hs.unsent = data;
+                        let _ = write_unsent(hs);
+                    }
+                }
+                Output::Close { conn } => self.close(conn),
+                Output::Event(event) => self.on_event(event),
+            }
+        }
+        let held: Vec<ConnId> = self.held.keys().copied().collect();
+        for conn in held {
+            if self.core.wants_read(conn) || self.held[&conn].unsent.has_remaining() {
+                let Some(hs) = self.held.remove(&conn) else {
+                    continue;
+                };
+                let (cancel, cancelled) = oneshot::channel();
+                if let Some(live) = self.live.get_mut(&conn) {
+                    live.cancel = Some(cancel);
+                }
+                let reading = self.core.wants_read(conn);
+                self.readiness
+                    .push(Box::pin(wait_ready(conn, hs, reading, cancelled)));
+            }
+        }
+        let counters = &self.counters;
+        counters.connected.store(self.core.connected(), Relaxed);
+        counters.connecting.store(self.core.connecting(), Relaxed);
+        counters.queued.store(self.core.queued(), Relaxed);
+    }
+
+    fn dial(&mut self, conn: ConnId, addr: SocketAddr, transport: Transport) {
+        if transport != Transport::Tcp {
+            // uTP is not wired up in this adapter yet.
+            let now = self.now();
+            self.core.handle_input(now, Input::DialFailed { conn });
+            return;
+        }
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        self.live.insert(
+            conn,
+            Live {
+                local_addr: None,
+                cancel: Some(cancel),
+                established: None,
+                external: None,
+                reported: false,
+            },
+        );
+        self.dials.push(Box::pin(async move {
+            tokio::select! {
+                biased;
+                _ = cancelled => (conn, None),
+                result = TcpStream::connect(addr) => (conn, Some(result)),
+            }
+        }));
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.held.remove(&conn);
+        if let Some(live) = self.live.get_mut(&conn) {
+            live.cancel = None;
+            if let Some(task) = live.external.take() {
+                task.abort();
+            }
+            if let Some(socket) = live.established.take() {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        // Connections that never reached the handshake get no `connection-closed` event.
+        if self.live.get(&conn).is_some_and(|l| !l.reported) {
+            self.live.remove(&conn);
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let local_addr = event_conn(&event).and_then(|c| self.live.get(&c)?.local_addr);
+        match event {
+            Event::Connection {
+                conn,
+                info,
+                early_data,
+            } => {
+                let Some(hs) = self.held.remove(&conn) else {
+                    tracing::warn!(?conn, "connection without a socket");
+                    return;
+                };
+                if let Some(live) = self.live.get_mut(&conn) {
+                    live.established = socket2::SockRef::from(&hs.stream)
+                        .try_clone()
+                        .ok()
+                        .map(std::net::TcpStream::from);
+                }
+                let connection = Connection::new(
+                    hs.stream,
+                    early_data,
+                    hs.unsent,
+                    info,
+                    conn,
+                    self.report_tx.clone(),
+                );
+                let _ = self.events.send(SwarmEvent::Connection(connection));
+            }
+            event => {
+                match &event {
+                    Event::Handshaking { conn, info } => {
+                        if let Some(live) = self.live.get_mut(conn) {
+                            live.reported = true;
+                        }
+                        self.start_external(*conn, info.clone());
+                    }
+                    Event::ConnectionClosed { conn, .. } => {
+                        self.live.remove(conn);
+                    }
+                    _ => {}
+                }
+                let _ = self.events.send(SwarmEvent::Event { event, local_addr });
+            }
+        }
+    }
+
+    fn start_external(&mut self, conn: ConnId, info: swarm_core::ConnInfo) {
+        let Some(handshake) = self.external.clone() else {
+            return;
+        };
+        let Some(hs) = self.held.remove(&conn) else {
+            return;
+        };
+        let reports = self.report_tx.clone();
+        let task = tokio::spawn(async move {
+            let result = handshake(hs.stream, info).await;
+            let _ = reports.send(Report::Handshaken { conn, result });
+        });
+        if let Some(live) = self.live.get_mut(&conn) {
+            live.external = Some(task.abort_handle());
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.listener = None;
+        self.held.clear();
+        for (_, live) in self.live.drain() {
+            if let Some(task) = live.external {
+                task.abort();
+            }
+            if let Some(socket) = live.established {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        self.dials.clear();
+        self.readiness.clear();
+    }
+}
+
+fn event_conn(event: &Event) -> Option<ConnId> {
+    match event {
+        Event::Handshaking { conn, .. }
+        | Event::HandshakeTimeout { conn, .. }
+        | Event::HandshakeFailed { conn, .. }
+        | Event::Connection { conn, .. }
+        | Event::RedundantConnection { conn, .. }
+        | Event::ConnectionClosed { conn, .. } => Some(*conn),
+        _ => None,
+    }
+}
+
+async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Binds dual-stack like Node (`::`), falling back to IPv4 where IPv6 is unavailable.
+async fn bind(port: u16) -> io::Result<TcpListener> {
+    match TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port)).await {
+        Ok(listener) => Ok(listener),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(e),
+        Err(_) => TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).await,
+    }
+}
+
+fn write_unsent(hs: &mut Handshaking) -> io::Result<()> {
+    while hs.unsent.has_remaining() {
+        match hs.stream.try_write(&hs.unsent) {
+            Ok(n) => hs.unsent.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn wait_ready(
+    conn: ConnId,
+    hs: Handshaking,
+    reading: bool,
+    mut cancelled: oneshot::Receiver<()>,
+) -> (ConnId, Handshaking, bool) {
+    let mut interest = if reading {
+        Interest::READABLE
+    } else {
+        Interest::WRITABLE
+    };
+    if reading && hs.unsent.has_remaining() {
+        interest = interest.add(Interest::WRITABLE);
+    }
+    let was_cancelled = tokio::select! {
+        biased;
+        _ = &mut cancelled => true,
+        _ = hs.stream.ready(interest) => false,
+    };
+    (conn, hs, was_cancelled)
+}

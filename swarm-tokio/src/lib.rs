@@ -1,0 +1,332 @@
+//! tokio adapter for the discovery-swarm compatible swarm.
+//!
+//! ```no_run
+//! use futures_util::StreamExt;
+//! use swarm_tokio::{SwarmBuilder, SwarmEvent};
+//! use tokio::io::AsyncWriteExt;
+//!
+//! # async fn run() -> Result<(), swarm_tokio::Error> {
+//! let mut swarm = SwarmBuilder::new().max_connections(16).build()?;
+//! swarm.listen(0).await?;
+//! swarm.join("ubuntu-14.04", true);
+//! swarm.add_peer(Some("ubuntu-14.04"), "127.0.0.1:7001".parse().unwrap());
+//! while let Some(event) = swarm.next().await {
+//!     if let SwarmEvent::Connection(mut conn) = event {
+//!         conn.write_all(b"hello\n").await.ok();
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! One driver task owns the [`swarm_core::Swarm`] state machine and every socket until its
+//! handshake completes; after that the socket is the application's [`Connection`].
+
+mod connection;
+mod driver;
+
+pub use connection::Connection;
+pub use swarm_core::{
+    BanReason, ConnId, ConnInfo, Event, HandshakeError, PeerInfo, RejectReason, Stats, Transport,
+};
+
+use bytes::Bytes;
+use driver::{Command, Driver, HandshakeResult};
+use futures_core::Stream;
+use rand_core::{OsRng, TryRngCore};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use swarm_core::{Config, ConfigError, HandshakeMode};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// Something that happened in the swarm.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SwarmEvent {
+    /// A connection completed its handshake and is kept: Node's `connection`.
+    Connection(Connection),
+    /// Any other event, with our socket address if the event concerns a connection.
+    Event {
+        event: Event,
+        local_addr: Option<SocketAddr>,
+    },
+}
+
+/// Errors of the swarm's API.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The options are inconsistent.
+    Config(ConfigError),
+    /// Binding the listener failed (for example, the port is in use).
+    Bind(std::io::Error),
+    /// The swarm was closed.
+    Closed,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "invalid swarm options: {e}"),
+            Error::Bind(e) => write!(f, "cannot listen: {e}"),
+            Error::Closed => f.write_str("the swarm is closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+type BoxedHandshake = Pin<Box<dyn Future<Output = HandshakeResult> + Send>>;
+pub(crate) type ExternalHandshake =
+    Arc<dyn Fn(TcpStream, ConnInfo) -> BoxedHandshake + Send + Sync>;
+
+/// Options of a swarm, with discovery-swarm's defaults.
+pub struct SwarmBuilder {
+    config: Config,
+    external: Option<ExternalHandshake>,
+}
+
+impl Default for SwarmBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SwarmBuilder {
+    /// Defaults: a random 32-byte id, no connection limit, no whitelist, TCP.
+    pub fn new() -> Self {
+        let mut id = [0u8; 32];
+        let mut seed = [0u8; 8];
+        // Without OS randomness there is no safe id to invent; fail loudly.
+        OsRng
+            .try_fill_bytes(&mut id)
+            .expect("OS random number generator");
+        OsRng
+            .try_fill_bytes(&mut seed)
+            .expect("OS random number generator");
+        SwarmBuilder {
+            config: Config::new(id.to_vec(), u64::from_le_bytes(seed)),
+            external: None,
+        }
+    }
+
+    /// Our peer id (1..=256 bytes).
+    pub fn id(mut self, id: impl Into<Bytes>) -> Self {
+        self.config.id = id.into();
+        self
+    }
+
+    /// Cap on dials + handshaking + established connections; 0 = unlimited.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
+        self
+    }
+
+    /// Only these hosts are dialled or accepted (empty = everyone).
+    pub fn whitelist(mut self, hosts: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.config = self.config.with_whitelist(hosts);
+        self
+    }
+
+    /// On a duplicate, keep the connection we already have.
+    pub fn keep_existing_connections(mut self, keep: bool) -> Self {
+        self.config.keep_existing_connections = keep;
+        self
+    }
+
+    /// Dial and accept TCP (the only transport of this adapter so far).
+    pub fn tcp(mut self, on: bool) -> Self {
+        self.config.tcp = on;
+        self
+    }
+
+    /// Waits before each retry of a failed dial (default 1 s, 1 s, 5 s, 15 s).
+    pub fn retry_schedule(mut self, schedule: Vec<Duration>) -> Self {
+        self.config.retry_schedule = schedule;
+        self
+    }
+
+    /// Relative jitter on retry waits, in `[0, 1)`.
+    pub fn retry_jitter(mut self, jitter: f64) -> Self {
+        self.config.retry_jitter = jitter;
+        self
+    }
+
+    /// Replaces the built-in handshake by the application's protocol (Node's `stream`
+    /// option): `handshake` gets the raw socket, runs its protocol and returns the socket, the
+    /// remote id and an optional discovery key that joins the ids in the duplicate rule.
+    pub fn external_handshake<F, Fut>(mut self, handshake: F) -> Self
+    where
+        F: Fn(TcpStream, ConnInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandshakeResult> + Send + 'static,
+    {
+        self.config.handshake = HandshakeMode::External;
+        self.external = Some(Arc::new(move |stream, info| {
+            Box::pin(handshake(stream, info)) as BoxedHandshake
+        }));
+        self
+    }
+
+    /// Direct access to every core option.
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    /// Starts the swarm's driver on the current tokio runtime.
+    pub fn build(self) -> Result<Swarm, Error> {
+        let core = swarm_core::Swarm::new(self.config).map_err(Error::Config)?;
+        let id = core.id().clone();
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        let driver = Driver::new(
+            core,
+            command_rx,
+            report_rx,
+            report_tx,
+            event_tx,
+            counters.clone(),
+            self.external,
+        );
+        tokio::spawn(driver.run());
+        Ok(Swarm {
+            handle: SwarmHandle {
+                commands,
+                counters,
+                id,
+            },
+            events,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub connected: AtomicUsize,
+    pub connecting: AtomicUsize,
+    pub queued: AtomicUsize,
+}
+
+/// Commands to a running swarm; cheap to clone and usable from any task.
+#[derive(Clone, Debug)]
+pub struct SwarmHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    counters: Arc<Counters>,
+    id: Bytes,
+}
+
+impl SwarmHandle {
+    /// Our peer id.
+    pub fn id(&self) -> &Bytes {
+        &self.id
+    }
+
+    /// Listens for TCP connections on `port` (0 = any) on all addresses; returns the port.
+    pub async fn listen(&self, port: u16) -> Result<u16, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Listen { port, reply })?;
+        answer
+            .await
+            .map_err(|_| Error::Closed)?
+            .map_err(Error::Bind)
+    }
+
+    /// Joins a topic (announced if `announce`). Discovery mechanisms find peers for it.
+    pub fn join(&self, topic: impl AsRef<[u8]>, announce: bool) {
+        let topic = Bytes::copy_from_slice(topic.as_ref());
+        let _ = self.send(Command::Join { topic, announce });
+    }
+
+    /// Stops announcing and looking up a topic; connections stay.
+    pub fn leave(&self, topic: impl AsRef<[u8]>) {
+        let topic = Bytes::copy_from_slice(topic.as_ref());
+        let _ = self.send(Command::Leave { topic });
+    }
+
+    /// Dials a peer by hand (Node's `addPeer`).
+    pub fn add_peer(&self, topic: Option<impl AsRef<[u8]>>, addr: SocketAddr) {
+        let topic = topic.map(|t| Bytes::copy_from_slice(t.as_ref()));
+        let _ = self.send(Command::AddPeer { topic, addr });
+    }
+
+    /// Bans a peer (Node's `removePeer`); existing connections stay.
+    pub fn remove_peer(&self, topic: Option<impl AsRef<[u8]>>, addr: SocketAddr) {
+        let topic = topic.map(|t| Bytes::copy_from_slice(t.as_ref()));
+        let _ = self.send(Command::RemovePeer { topic, addr });
+    }
+
+    /// Established connections.
+    pub fn connected(&self) -> usize {
+        self.counters.connected.load(Relaxed)
+    }
+
+    /// Dials in flight and connections still handshaking.
+    pub fn connecting(&self) -> usize {
+        self.counters.connecting.load(Relaxed)
+    }
+
+    /// Candidates waiting to be dialled.
+    pub fn queued(&self) -> usize {
+        self.counters.queued.load(Relaxed)
+    }
+
+    /// Counters since start.
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Stats { reply })?;
+        answer.await.map_err(|_| Error::Closed)
+    }
+
+    /// Closes the listener and every connection, and stops the driver.
+    pub async fn close(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Command::Close { reply }).is_ok() {
+            let _ = answer.await;
+        }
+    }
+
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands.send(command).map_err(|_| Error::Closed)
+    }
+}
+
+/// A running swarm: a [`Stream`] of [`SwarmEvent`]s, and its commands through `Deref` to
+/// [`SwarmHandle`]. The stream ends when the swarm is closed.
+#[derive(Debug)]
+pub struct Swarm {
+    handle: SwarmHandle,
+    events: mpsc::UnboundedReceiver<SwarmEvent>,
+}
+
+impl Swarm {
+    /// Starts building a swarm.
+    pub fn builder() -> SwarmBuilder {
+        SwarmBuilder::new()
+    }
+
+    /// A clonable handle for commands from other tasks.
+    pub fn handle(&self) -> SwarmHandle {
+        self.handle.clone()
+    }
+}
+
+impl Deref for Swarm {
+    type Target = SwarmHandle;
+    fn deref(&self) -> &SwarmHandle {
+        &self.handle
+    }
+}
+
+impl Stream for Swarm {
+    type Item = SwarmEvent;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SwarmEvent>> {
+        self.events.poll_recv(cx)
+    }
+}
