@@ -514,15 +514,21 @@ impl Swarm {
     }
 
     /// An inbound connection from `ip` may be the crossing of one of our pending dials to it;
-    /// refusing it could kill both.
+    /// refusing it could kill both. At most one admission per pending dial.
     fn may_be_crossing(&self, ip: IpAddr) -> bool {
         self.pending.get(&ip).is_some_and(|p| {
-            [Transport::Tcp, Transport::Utp].iter().any(|&transport| {
-                p.0[PendingCounts::slot(Side {
-                    transport,
-                    initiator: true,
-                })] > 0
-            })
+            let count = |initiator| {
+                [Transport::Tcp, Transport::Utp]
+                    .iter()
+                    .map(|&transport| {
+                        p.0[PendingCounts::slot(Side {
+                            transport,
+                            initiator,
+                        })]
+                    })
+                    .sum::<u32>()
+            };
+            count(true) > count(false)
         })
     }
 
