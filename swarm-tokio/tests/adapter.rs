@@ -165,7 +165,7 @@ async fn hostile_lengths_close_the_connection_without_harm() {
             .ok();
     }
     // Still serving legitimate peers.
-    let (mut other, _) = start(b"friend").await;
+    let (other, _) = start(b"friend").await;
     other.add_peer(None::<&str>, local(port));
     assert_eq!(next_connection(&mut swarm).await.remote_id(), b"friend");
 }
