@@ -1,0 +1,391 @@
+#!/usr/bin/env python3
+"""Interop tests: the Rust `discovery-swarm` CLI against Node discovery-swarm@6.1.0 (TCP only).
+
+    interop/run [SCENARIO...]        # builds, then runs this file inside scripts/isolate
+
+Scenarios: rust-dials-node, node-dials-rust, crossed, hostile-input. Prints `PASS name` or
+`FAIL name: reason` per scenario (details on stderr) and ends with `N passed, M failed`.
+Environment: SWARM_BIN overrides the command under test (default target/release/discovery-swarm),
+e.g. SWARM_BIN="node interop/node/mock-cli.js" to check the suite itself against Node;
+SWARM_RUST_ARGS adds arguments to every Rust invocation; SWARM_INTEROP_LOGS sets the directory
+where each scenario's child output is kept (default /tmp/swarm-interop-logs).
+"""
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.dont_write_bytecode = True  # keep interop/ free of __pycache__
+sys.path.insert(0, str(ROOT / "interop"))
+import attack  # noqa: E402
+
+PEER_JS = ROOT / "interop" / "node" / "peer.js"
+BIN = shlex.split(os.environ["SWARM_BIN"]) if os.environ.get("SWARM_BIN") else [str(ROOT / "target" / "release" / "discovery-swarm")]
+RUST_EXTRA = shlex.split(os.environ.get("SWARM_RUST_ARGS", ""))
+LOGS = Path(os.environ.get("SWARM_INTEROP_LOGS", "/tmp/swarm-interop-logs"))
+TOPIC = "interop"
+
+
+class Fail(Exception):
+    pass
+
+
+def info(msg):
+    print(f"  info: {msg}", file=sys.stderr, flush=True)
+
+
+class Proc:
+    """A child process; JSON lines from its `events` stream are collected by a reader thread.
+    For the Rust CLI (events on stderr) stdout carries raw connection data, kept in `raw`."""
+
+    def __init__(self, name, argv, events="stdout", stdin=False):
+        self.name, self.argv, self.t0 = name, argv, time.monotonic()
+        self.events, self.raw, self.other = [], bytearray(), []
+        self.cond = threading.Condition()
+        self.p = subprocess.Popen(argv, cwd=ROOT, start_new_session=True,
+                                  stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        ev, other = (self.p.stdout, self.p.stderr) if events == "stdout" else (self.p.stderr, self.p.stdout)
+        self.threads = [threading.Thread(target=self._read_events, args=(ev,), daemon=True),
+                        threading.Thread(target=self._read_raw if events == "stderr" else self._read_other,
+                                         args=(other,), daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _read_events(self, f):
+        for line in iter(f.readline, b""):
+            try:
+                e = json.loads(line)
+                assert isinstance(e, dict) and "event" in e
+            except (ValueError, AssertionError):
+                with self.cond:
+                    self.other.append(line.decode("utf8", "replace").rstrip("\n"))
+                continue
+            e["_at"] = time.monotonic()
+            with self.cond:
+                self.events.append(e)
+                self.cond.notify_all()
+
+    def _read_raw(self, f):
+        while chunk := os.read(f.fileno(), 65536):
+            with self.cond:
+                self.raw += chunk
+                self.cond.notify_all()
+
+    def _read_other(self, f):
+        for line in iter(f.readline, b""):
+            with self.cond:
+                self.other.append(line.decode("utf8", "replace").rstrip("\n"))
+
+    def find(self, name, **fields):
+        with self.cond:
+            return [e for e in self.events if e["event"] == name and all(e.get(k) == v for k, v in fields.items())]
+
+    def wait(self, cond, timeout):
+        """Wait until cond(self) is truthy; return its value (None on timeout)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not (r := cond(self)):
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.p.poll() is not None and not any(t.is_alive() for t in self.threads)):
+                    return None
+                self.cond.wait(min(left, 0.1))
+            return r
+
+    def wait_event(self, name, timeout, **fields):
+        r = self.wait(lambda s: s.find(name, **fields), timeout)
+        return r[0] if r else None
+
+    def send(self, data):
+        try:
+            self.p.stdin.write(data)
+            self.p.stdin.flush()
+        except BrokenPipeError:
+            raise Fail(f"{self.name}: stdin closed (exit code {self.p.poll()})")
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self):
+        if self.alive():
+            try:
+                os.killpg(self.p.pid, signal.SIGTERM)
+                self.p.wait(2)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+            except ProcessLookupError:
+                pass
+        for t in self.threads:
+            t.join(1)
+
+    def dump(self, d):
+        with open(d / f"{self.name}.log", "w") as f:
+            f.write(f"# {shlex.join(self.argv)}\n# exit code {self.p.returncode}\n")
+            for e in self.events:
+                f.write(json.dumps({"at": round(e["_at"] - self.t0, 3), **{k: v for k, v in e.items() if k != "_at"}})[:2000] + "\n")
+            f.writelines(f"# {line}\n" for line in self.other)
+            if self.raw:
+                f.write(f"# raw stdout: {bytes(self.raw[:2000])!r}\n")
+
+
+CHILDREN = []
+
+
+def spawn_node(name, port, node_id, add_peer=None, dial_on_signal=False):
+    argv = ["node", str(PEER_JS), "--port", str(port), "--id", node_id, "--seconds", "30"]
+    if add_peer:
+        argv += ["--add-peer", f"127.0.0.1:{add_peer}"] + (["--dial-on-signal"] if dial_on_signal else [])
+    CHILDREN.append(p := Proc(name, argv))
+    return p
+
+
+def spawn_rust(name, port, rust_id, peer=None):
+    argv = BIN + ["join", TOPIC, "--port", str(port), "--id", rust_id, "--json", "--pipe"] + RUST_EXTRA
+    if peer:
+        argv += ["--peer", f"127.0.0.1:{peer}"]
+    CHILDREN.append(p := Proc(name, argv, events="stderr", stdin=True))
+    return p
+
+
+def listening(proc, timeout=5):
+    if not proc.wait_event("listening", timeout):
+        raise Fail(f"{proc.name} never logged listening (exit code {proc.p.poll()})")
+
+
+def node_final(node):
+    """SIGTERM the Node peer and return its `final` record."""
+    if not node.alive():
+        raise Fail(f"node peer exited early with code {node.p.returncode}")
+    node.p.send_signal(signal.SIGTERM)
+    final = node.wait_event("final", 3)
+    if not final:
+        raise Fail("node peer logged no final record")
+    return final
+
+
+def rust_live(rust):
+    """Rust connections that reached `connection` and have not logged `connection-closed`."""
+    closed = {e.get("conn") for e in rust.find("connection-closed")}
+    return [e for e in rust.find("connection") if e.get("conn") not in closed]
+
+
+def state(node, rust):
+    return (f"[rust: {len(rust_live(rust))} live, alive={rust.alive()}; node: "
+            f"{len(node.find('connection'))} connection / {len(node.find('connection-closed'))} connection-closed events]")
+
+
+def check_pair(node, rust, node_id, rust_id, t_start, min_run=6.0):
+    """The Rust-Node pair assertions of PROTOCOLS.md 6.3 (TCP profile)."""
+    nc = node.wait_event("connection", 6)
+    rc = rust.wait_event("connection", 6)
+    if not nc or not rc:
+        raise Fail(f"no connection within 6 s (node: {bool(nc)}, rust: {bool(rc)}, rust exit code: {rust.p.poll()})")
+    for e in node.find("connection"):
+        if e["id"] != rust_id:
+            raise Fail(f"node connection id {e['id']} != rust id {rust_id}")
+    for e in rust.find("connection"):
+        if e.get("id") != node_id:
+            raise Fail(f"rust connection id {e.get('id')} != node id {node_id}")
+    time.sleep(max(0.0, max(nc["_at"], rc["_at"]) + 2.0 - time.monotonic()))  # settle
+
+    line = f"hello from rust {secrets.token_hex(4)}\n"
+    rust.send(line.encode())
+    if not node.wait(lambda s: line in "".join(e["data"] for e in s.find("data")), 3):
+        raise Fail(f"line written to rust stdin never reached node {state(node, rust)}")
+    want = f"hello from node {node_id}\n".encode()
+    if not rust.wait(lambda s: want in s.raw, 3):
+        raise Fail(f"node's line never appeared on rust stdout (got {bytes(rust.raw[:200])!r}) {state(node, rust)}")
+
+    time.sleep(max(0.0, t_start + min_run - time.monotonic()))  # long enough for a 5 s handshake timeout
+    if not rust.alive():
+        raise Fail(f"rust exited with code {rust.p.returncode}")
+    live = rust_live(rust)
+    final = node_final(node)
+    for who, proc, names in (("node", node, ("handshake-timeout", "uncaught")),
+                             ("rust", rust, ("handshake-timeout", "handshake-failed"))):
+        for n in names:
+            if proc.find(n):
+                raise Fail(f"{who} logged {n}: {proc.find(n)[0]}")
+    if len(live) != 1:
+        raise Fail(f"rust holds {len(live)} live connections after settling, want 1: {[e.get('conn') for e in live]}")
+    if final["connected"] != 1 or len(final["conns"]) != 1:
+        raise Fail(f"node holds connected={final['connected']} conns={final['conns']} after settling, want 1")
+    r, n = live[0], final["conns"][0]
+    if (r.get("local_port"), r.get("port")) != (n["remotePort"], n["localPort"]):
+        raise Fail(f"sides kept different connections: rust local {r.get('local_port')} -> {r.get('port')}, "
+                   f"node local {n['localPort']} -> {n['remotePort']}")
+    return r
+
+
+def scenario_rust_dials_node():
+    node_id, rust_id = secrets.token_hex(32), secrets.token_hex(32)
+    t = time.monotonic()
+    node = spawn_node("node", 7101, node_id)
+    listening(node)
+    rust = spawn_rust("rust", 7102, rust_id, peer=7101)
+    kept = check_pair(node, rust, node_id, rust_id, t)
+    if not kept.get("initiator"):
+        raise Fail("rust's kept connection is not marked initiator")
+
+
+def scenario_node_dials_rust():
+    node_id, rust_id = secrets.token_hex(32), secrets.token_hex(32)
+    t = time.monotonic()
+    rust = spawn_rust("rust", 7112, rust_id)
+    listening(rust)
+    node = spawn_node("node", 7111, node_id, add_peer=7112)
+    kept = check_pair(node, rust, node_id, rust_id, t)
+    if kept.get("initiator"):
+        raise Fail("rust's kept connection is marked initiator, but node dialled")
+
+
+def ordered_ids(rust_smaller):
+    while True:
+        a, b = secrets.token_hex(32), secrets.token_hex(32)
+        if (a < b) == rust_smaller:
+            return a, b  # rust, node
+
+
+def scenario_crossed():
+    """Both sides dial each other at the same moment; 5 rounds, id order alternating."""
+    for i in range(5):
+        rust_smaller = i % 2 == 0
+        rust_id, node_id = ordered_ids(rust_smaller)
+        np_, rp = 7121 + 10 * i, 7122 + 10 * i
+        t = time.monotonic()
+        node = spawn_node(f"node{i}", np_, node_id, add_peer=rp, dial_on_signal=True)
+        listening(node)
+        rust = spawn_rust(f"rust{i}", rp, rust_id, peer=np_)
+        listening(rust)
+        node.p.send_signal(signal.SIGUSR2)  # rust dials right after listening: node dials now too
+        try:
+            kept = check_pair(node, rust, node_id, rust_id, t)
+        except Fail as e:
+            raise Fail(f"round {i + 1} ({'rust' if rust_smaller else 'node'} id smaller): {e}")
+        dialled = [bool(p.find("handshaking", initiator=True)) for p in (rust, node)]
+        info(f"round {i + 1}: {'rust' if rust_smaller else 'node'} id smaller; handshaking outbound "
+             f"rust={dialled[0]} node={dialled[1]}; kept connection initiated by "
+             f"{'rust' if kept.get('initiator') else 'node'}")
+        if all(dialled) and bool(kept.get("initiator")) != rust_smaller:
+            raise Fail(f"round {i + 1}: kept connection was not initiated by the smaller id")
+        for p in (node, rust):
+            p.stop()
+
+
+def scenario_hostile_input():
+    rust_id = secrets.token_hex(32)
+    rust = spawn_rust("rust", 7171, rust_id)
+    listening(rust)
+    res = attack.run_attacks(7171, wait=7.5, expect_id=rust_id)
+    for r in res.values():
+        info(f"attack {r['attack']:9}: closed={r['closed']} after {r['closed_after_ms']} ms, "
+             f"received {r['received']} bytes, rust handshake first: {r['sent_handshake']}"
+             + (f", error: {r['error']}" if r["error"] else ""))
+    if not rust.alive():
+        raise Fail(f"rust died under attack (exit code {rust.p.returncode})")
+    problems = []
+    for name in ("zero", "big"):
+        r = res[name]
+        if r["closed"] not in ("fin", "rst") or r["closed_after_ms"] >= 1000:
+            problems.append(f"{name}-length prefix not closed within 1 s ({r['closed']}, {r['closed_after_ms']} ms)")
+    for name in ("truncated", "silent"):
+        r = res[name]
+        if r["closed"] not in ("fin", "rst") or not 4500 <= r["closed_after_ms"] <= 7000:
+            problems.append(f"{name} connection not closed at the 5 s handshake timeout "
+                            f"({r['closed']}, {r['closed_after_ms']} ms)")
+        if not r["sent_handshake"]:
+            problems.append(f"rust did not send its handshake on the {name} connection")
+    for name in ("zero", "big", "truncated", "silent"):
+        port = res[name]["local_port"]
+        got = rust.wait(lambda s: s.find("handshake-failed", port=port) + s.find("handshake-timeout", port=port), 1)
+        if not got:
+            problems.append(f"rust logged no handshake-failed/handshake-timeout for the {name} connection")
+        else:
+            info(f"rust on {name}: {got[0]['event']} {got[0].get('error', '')}")
+    # still serving: a Node peer connects afterwards
+    node_id = secrets.token_hex(32)
+    node = spawn_node("node", 7172, node_id, add_peer=7171)
+    c = node.wait_event("connection", 5)
+    if not c or c["id"] != rust_id:
+        problems.append(f"node could not connect to rust after the attacks ({c})")
+    elif not rust.wait_event("connection", 3, id=node_id):
+        problems.append("rust logged no connection for the node peer after the attacks")
+
+    # information only: the same 2^31 prefix against a Node peer
+    victim = spawn_node("node-victim", 7181, secrets.token_hex(32))
+    listening(victim)
+    attack.run_attacks(7181, only=["big"], wait=2)
+    victim.wait(lambda s: not s.alive(), 2)
+    u = victim.find("uncaught")
+    info("node peer vs 2^31 length prefix: " + (f"CRASHED (exit {victim.p.returncode}): {u[0]['error'].splitlines()[0]}"
+                                                 if u or not victim.alive() else "survived"))
+    if problems:
+        raise Fail("; ".join(problems))
+
+
+SCENARIOS = {
+    "rust-dials-node": scenario_rust_dials_node,
+    "node-dials-rust": scenario_node_dials_rust,
+    "crossed": scenario_crossed,
+    "hostile-input": scenario_hostile_input,
+}
+
+
+def preflight():
+    """Return a reason the suite cannot run at all, or None."""
+    if not (ROOT / "interop" / "node" / "node_modules" / "discovery-swarm").is_dir():
+        return "node modules missing: run `npm ci --prefix interop/node` (interop/run does it)"
+    if not os.environ.get("SWARM_BIN") and not Path(BIN[0]).is_file():
+        return (f"rust binary missing: {BIN[0]} (build it with `cargo build --release -p swarm-tokio "
+                f"--bin discovery-swarm`, or use interop/run)")
+    return None
+
+
+def main(argv):
+    if os.environ.get("SWARM_NETNS") != "1":
+        print("run.py opens sockets and must run inside an isolated network namespace; use interop/run", file=sys.stderr)
+        return 2
+    names = argv or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        print(f"unknown scenario(s) {unknown}; known: {list(SCENARIOS)}", file=sys.stderr)
+        return 2
+    blocker = preflight()
+    if blocker:
+        print(f"interop: {blocker}", file=sys.stderr)
+    passed = failed = 0
+    for name in names:
+        d = LOGS / name
+        d.mkdir(parents=True, exist_ok=True)
+        try:
+            if blocker:
+                raise Fail(blocker)
+            SCENARIOS[name]()
+        except Fail as e:
+            failed += 1
+            print(f"FAIL {name}: {e}" + (f" (logs: {d})" if CHILDREN else ""), flush=True)
+        except Exception as e:  # a bug in the harness or an unexpected child failure
+            failed += 1
+            print(f"FAIL {name}: {type(e).__name__}: {e} (logs: {d})", flush=True)
+        else:
+            passed += 1
+            print(f"PASS {name}", flush=True)
+        finally:
+            for p in CHILDREN:
+                p.stop()
+                p.dump(d)
+            CHILDREN.clear()
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
