@@ -1,0 +1,327 @@
+//! Safety invariants, checked from each node's event stream and counters after every step,
+//! and the quiescence checks that need the whole network (in `sim.rs`).
+
+use bytes::Bytes;
+use core::fmt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use swarm_core::{ConnId, Event, Instant, Swarm};
+
+/// A broken invariant, with what is needed to replay the run.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    pub seed: u64,
+    pub at: Instant,
+    pub message: String,
+    /// The one-line command that replays this run.
+    pub replay: String,
+    /// The trace up to the failure, if the run kept its lines.
+    pub trace: Vec<String>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invariant violated at t={}: {}\n  seed: {}\n  replay: {}",
+            crate::trace::fmt_time(self.at).trim_start(),
+            self.message,
+            self.seed,
+            self.replay
+        )
+    }
+}
+
+impl std::error::Error for Violation {}
+
+type PeerKey = (SocketAddr, Option<Bytes>);
+
+struct Attempt {
+    peer: PeerKey,
+    conns: Vec<ConnId>,
+}
+
+/// What one incarnation of a node has shown so far, to check its event stream against.
+#[derive(Default)]
+pub struct NodeCheck {
+    max_connections: usize,
+    whitelist: Vec<IpAddr>,
+    strict_total: bool,
+    /// Dials output since the last `connecting`.
+    dialled: Vec<ConnId>,
+    attempts: BTreeMap<u64, Attempt>,
+    attempt_of: BTreeMap<ConnId, u64>,
+    next_attempt: u64,
+    handshaking: BTreeSet<ConnId>,
+    established: BTreeSet<ConnId>,
+    banned: BTreeSet<PeerKey>,
+    /// Highest `connected + connecting` seen.
+    pub peak_total: usize,
+    /// `connection` events so far.
+    pub connections: u64,
+}
+
+impl NodeCheck {
+    pub fn new(core: &Swarm, strict_total: bool) -> Self {
+        NodeCheck {
+            max_connections: core.config().max_connections,
+            whitelist: core.config().whitelist.clone(),
+            strict_total,
+            ..NodeCheck::default()
+        }
+    }
+
+    /// Established connections, as the events tell.
+    pub fn established(&self) -> &BTreeSet<ConnId> {
+        &self.established
+    }
+
+    /// The core asked to dial `conn`.
+    pub fn on_dial(&mut self, conn: ConnId) {
+        self.dialled.push(conn);
+    }
+
+    /// Checks one event against the history and records it.
+    pub fn on_event(&mut self, event: &Event) -> Result<(), String> {
+        match event {
+            Event::PeerBanned { peer, .. } => {
+                self.banned.insert((peer.addr, peer.topic.clone()));
+            }
+            Event::Connecting(peer) => {
+                let key = (peer.addr, peer.topic.clone());
+                if self.banned.contains(&key) {
+                    return Err(format!("connecting to banned peer {}", peer.addr));
+                }
+                if self.attempts.values().any(|a| a.peer == key) {
+                    return Err(format!("second concurrent dial of {}", peer.addr));
+                }
+                let conns = core::mem::take(&mut self.dialled);
+                if conns.is_empty() {
+                    return Err(format!("connecting to {} without a dial", peer.addr));
+                }
+                let id = self.next_attempt;
+                self.next_attempt += 1;
+                for c in &conns {
+                    self.attempt_of.insert(*c, id);
+                }
+                self.attempts.insert(id, Attempt { peer: key, conns });
+            }
+            Event::ConnectFailed { peer, .. } => {
+                let key = (peer.addr, peer.topic.clone());
+                let Some(id) = self
+                    .attempts
+                    .iter()
+                    .find(|(_, a)| a.peer == key)
+                    .map(|(id, _)| *id)
+                else {
+                    return Err(format!(
+                        "connect-failed for {} without an open dial",
+                        peer.addr
+                    ));
+                };
+                self.end_attempt(id);
+            }
+            Event::Handshaking { conn, info } => {
+                if info.initiator {
+                    let Some(id) = self.attempt_of.get(conn).copied() else {
+                        return Err(format!(
+                            "outbound handshaking c{} without an open dial",
+                            conn.0
+                        ));
+                    };
+                    self.end_attempt(id);
+                }
+                if !self.handshaking.insert(*conn) || self.established.contains(conn) {
+                    return Err(format!("handshaking twice for c{}", conn.0));
+                }
+            }
+            Event::Connection { conn, info, .. } => {
+                if !self.handshaking.remove(conn) {
+                    return Err(format!(
+                        "connection c{} without handshaking, or twice",
+                        conn.0
+                    ));
+                }
+                if !self.whitelist.is_empty() && !self.whitelist.contains(&info.addr.ip()) {
+                    return Err(format!(
+                        "connection c{} from non-whitelisted {}",
+                        conn.0, info.addr
+                    ));
+                }
+                self.established.insert(*conn);
+                self.connections += 1;
+            }
+            Event::ConnectionClosed { conn, .. } => {
+                let known = self.handshaking.remove(conn) || self.established.remove(conn);
+                if !known {
+                    let c = conn.0;
+                    return Err(format!("connection-closed c{c} twice or never handshaking"));
+                }
+            }
+            Event::HandshakeTimeout { conn, .. }
+            | Event::HandshakeFailed { conn, .. }
+            | Event::RedundantConnection { conn, .. } => {
+                let known = self.handshaking.contains(conn) || self.established.contains(conn);
+                if !known {
+                    return Err(format!("{} for unknown c{}", event.name(), conn.0));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn end_attempt(&mut self, id: u64) {
+        if let Some(a) = self.attempts.remove(&id) {
+            for c in a.conns {
+                self.attempt_of.remove(&c);
+            }
+        }
+    }
+
+    /// The core's counters agree with its events, and the limits hold.
+    pub fn check_counters(&mut self, core: &Swarm) -> Result<(), String> {
+        let connected = core.connected();
+        let connecting = core.connecting();
+        if connected != self.established.len() {
+            return Err(format!(
+                "connected() = {connected} but {} connections are open by the events",
+                self.established.len()
+            ));
+        }
+        let pending = self.attempts.len() + self.handshaking.len();
+        if connecting != pending {
+            return Err(format!(
+                "connecting() = {connecting} but the events show {} dials and {} handshakes",
+                self.attempts.len(),
+                self.handshaking.len()
+            ));
+        }
+        if !self.dialled.is_empty() {
+            return Err("dial output without a connecting event".into());
+        }
+        self.peak_total = self.peak_total.max(connected + connecting);
+        let max = self.max_connections;
+        if max > 0 && connected > max {
+            return Err(format!(
+                "connected() = {connected} exceeds max_connections {max}"
+            ));
+        }
+        if max > 0 && self.strict_total && connected + connecting > max {
+            return Err(format!(
+                "connected + connecting = {} exceeds max_connections {max}",
+                connected + connecting
+            ));
+        }
+        Ok(())
+    }
+
+    /// Nothing may be left in flight once the network is quiet.
+    pub fn check_quiescent(&self) -> Result<(), String> {
+        if let Some(a) = self.attempts.values().next() {
+            return Err(format!("dial of {} never ended", a.peer.0));
+        }
+        if let Some(c) = self.handshaking.iter().next() {
+            return Err(format!("c{} still handshaking at quiescence", c.0));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_core::{ConnInfo, PeerInfo, Transport};
+
+    fn info(initiator: bool) -> ConnInfo {
+        ConnInfo {
+            transport: Transport::Tcp,
+            initiator,
+            addr: SocketAddr::from(([10, 0, 0, 2], 7000)),
+            topic: None,
+            id: None,
+        }
+    }
+
+    fn peer() -> PeerInfo {
+        PeerInfo {
+            addr: SocketAddr::from(([10, 0, 0, 2], 7000)),
+            topic: None,
+            retries: 0,
+        }
+    }
+
+    fn connection(conn: ConnId) -> Event {
+        Event::Connection {
+            conn,
+            info: info(true),
+            early_data: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn accepts_a_well_formed_dial() {
+        let mut check = NodeCheck::default();
+        let c = ConnId(1);
+        check.on_dial(c);
+        check.on_event(&Event::Connecting(peer())).unwrap();
+        let info = info(true);
+        check
+            .on_event(&Event::Handshaking {
+                conn: c,
+                info: info.clone(),
+            })
+            .unwrap();
+        check.on_event(&connection(c)).unwrap();
+        check
+            .on_event(&Event::ConnectionClosed { conn: c, info })
+            .unwrap();
+        check.check_quiescent().unwrap();
+    }
+
+    #[test]
+    fn rejects_broken_event_streams() {
+        let c = ConnId(1);
+        // `connection` without `handshaking`.
+        assert!(NodeCheck::default().on_event(&connection(c)).is_err());
+        // `connect-failed` without `connecting`.
+        let failed = Event::ConnectFailed {
+            peer: peer(),
+            timed_out: false,
+        };
+        assert!(NodeCheck::default().on_event(&failed).is_err());
+        // Two outcomes for one dial.
+        let mut check = NodeCheck::default();
+        check.on_dial(c);
+        check.on_event(&Event::Connecting(peer())).unwrap();
+        check
+            .on_event(&Event::Handshaking {
+                conn: c,
+                info: info(true),
+            })
+            .unwrap();
+        assert!(check.on_event(&failed).is_err());
+        // `connection-closed` twice.
+        let closed = Event::ConnectionClosed {
+            conn: c,
+            info: info(true),
+        };
+        check.on_event(&closed).unwrap();
+        assert!(check.on_event(&closed).is_err());
+        // A dial left open at quiescence; dialling a banned peer.
+        let mut check = NodeCheck::default();
+        check.on_dial(c);
+        check.on_event(&Event::Connecting(peer())).unwrap();
+        assert!(check.check_quiescent().is_err());
+        let mut check = NodeCheck::default();
+        let reason = swarm_core::BanReason::Application;
+        check
+            .on_event(&Event::PeerBanned {
+                peer: peer(),
+                reason,
+            })
+            .unwrap();
+        check.on_dial(c);
+        assert!(check.on_event(&Event::Connecting(peer())).is_err());
+    }
+}

@@ -1,0 +1,249 @@
+//! The TCP model: reliable, ordered pipes between hosts with per-link latency and jitter.
+//!
+//! A pipe has two ends, the dialer's and the acceptor's. Everything sent towards one end
+//! (the SYN, the accept or refusal, data, the close) is a [`Packet`] whose arrival time never
+//! precedes that of an earlier packet in the same direction, so a later send never overtakes
+//! an earlier one.
+
+use crate::rng::SimRng;
+use bytes::Bytes;
+use core::time::Duration;
+use std::collections::BTreeMap;
+use swarm_core::{ConnId, Instant, Transport};
+
+/// Index of a host in the simulation.
+pub type HostId = usize;
+
+/// Handle of a simulated transport connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PipeId(pub u64);
+
+/// One end of a pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Dialer = 0,
+    Acceptor = 1,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Dialer => Side::Acceptor,
+            Side::Acceptor => Side::Dialer,
+        }
+    }
+}
+
+/// State of one end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndState {
+    /// The acceptor's end before the SYN arrived.
+    Pending,
+    /// Owned by a core under this handle.
+    Open(ConnId),
+    /// Accepted by a host without a core that never sends and ignores what it receives.
+    Mute,
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct End {
+    /// `None` for an address no host owns (a blackhole).
+    pub host: Option<HostId>,
+    pub state: EndState,
+}
+
+/// What travels through a pipe.
+#[derive(Clone, Debug)]
+pub enum Packet {
+    /// Connection request, towards the acceptor.
+    Syn,
+    /// The acceptor took the connection, towards the dialer.
+    Accept,
+    /// Nobody listens (RST on SYN), towards the dialer.
+    Refuse,
+    Data(Bytes),
+    /// FIN or RST: the receiving core sees `Closed { cause: Remote }`.
+    Close,
+}
+
+impl Packet {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Packet::Syn => "syn",
+            Packet::Accept => "accept",
+            Packet::Refuse => "refuse",
+            Packet::Data(_) => "data",
+            Packet::Close => "close",
+        }
+    }
+}
+
+/// A simulated transport connection.
+#[derive(Debug)]
+pub struct Pipe {
+    pub transport: Transport,
+    /// The port the dialer asked for.
+    pub dst_port: u16,
+    pub ends: [End; 2],
+    latency: Duration,
+    last_arrival: [Instant; 2],
+    /// Application bytes sent towards each side after `connection`.
+    pub app_sent: [u64; 2],
+    /// Application bytes each side's application got (early data and later reads).
+    pub app_recv: [u64; 2],
+}
+
+impl Pipe {
+    pub fn end(&self, side: Side) -> &End {
+        &self.ends[side as usize]
+    }
+
+    pub fn end_mut(&mut self, side: Side) -> &mut End {
+        &mut self.ends[side as usize]
+    }
+
+    /// Which side `host` holds as `conn`.
+    pub fn side_of(&self, host: HostId, conn: ConnId) -> Option<Side> {
+        [Side::Dialer, Side::Acceptor].into_iter().find(|s| {
+            let e = self.end(*s);
+            e.host == Some(host) && e.state == EndState::Open(conn)
+        })
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.ends.iter().all(|e| e.state == EndState::Closed)
+    }
+
+    /// Both ends are held by a core or a mute host.
+    pub fn is_established(&self) -> bool {
+        self.ends
+            .iter()
+            .all(|e| matches!(e.state, EndState::Open(_) | EndState::Mute))
+    }
+}
+
+/// Network parameters.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Range of each link's one-way base latency (drawn once per pair of hosts).
+    pub latency: (Duration, Duration),
+    /// Extra delay drawn per packet in `[0, jitter]` (order is still kept per direction).
+    pub jitter: Duration,
+    /// One-way latency of a host to itself.
+    pub loopback: Duration,
+    /// Sent data is split into chunks of `1..=max_chunk` bytes.
+    pub max_chunk: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            latency: (Duration::from_millis(1), Duration::from_millis(80)),
+            jitter: Duration::from_millis(20),
+            loopback: Duration::from_micros(50),
+            max_chunk: 16,
+        }
+    }
+}
+
+/// The pipe table and link latencies.
+#[derive(Default)]
+pub struct Network {
+    pub cfg: NetConfig,
+    pub pipes: BTreeMap<PipeId, Pipe>,
+    links: BTreeMap<(HostId, HostId), Duration>,
+    /// Hosts cut off from the network until the given instant: their packets wait (TCP
+    /// retransmits) and arrive no earlier than that plus the link latency.
+    isolated: BTreeMap<HostId, Instant>,
+    next_pipe: u64,
+}
+
+impl Network {
+    pub fn new(cfg: NetConfig) -> Self {
+        Network {
+            cfg,
+            ..Network::default()
+        }
+    }
+
+    fn link_latency(&mut self, rng: &mut SimRng, a: HostId, b: HostId) -> Duration {
+        if a == b {
+            return self.cfg.loopback;
+        }
+        let (lo, hi) = self.cfg.latency;
+        *self
+            .links
+            .entry((a.min(b), a.max(b)))
+            .or_insert_with(|| rng.duration(lo, hi))
+    }
+
+    /// Opens a pipe from `dialer` (holding `conn`) towards `acceptor`.
+    pub fn open(
+        &mut self,
+        rng: &mut SimRng,
+        dialer: HostId,
+        conn: ConnId,
+        acceptor: Option<HostId>,
+        dst_port: u16,
+        transport: Transport,
+    ) -> PipeId {
+        let latency = match acceptor {
+            Some(b) => self.link_latency(rng, dialer, b),
+            None => self.cfg.latency.1,
+        };
+        let id = PipeId(self.next_pipe);
+        self.next_pipe += 1;
+        let pipe = Pipe {
+            transport,
+            dst_port,
+            ends: [
+                End {
+                    host: Some(dialer),
+                    state: EndState::Open(conn),
+                },
+                End {
+                    host: acceptor,
+                    state: EndState::Pending,
+                },
+            ],
+            latency,
+            last_arrival: [Instant::ZERO; 2],
+            app_sent: [0; 2],
+            app_recv: [0; 2],
+        };
+        self.pipes.insert(id, pipe);
+        id
+    }
+
+    /// The arrival time of a packet sent now towards side `to`: link latency plus jitter,
+    /// never before the previous packet in that direction.
+    pub fn arrival(&mut self, rng: &mut SimRng, now: Instant, pipe: PipeId, to: Side) -> Instant {
+        let jitter = rng.duration(Duration::ZERO, self.cfg.jitter);
+        let Some(p) = self.pipes.get_mut(&pipe) else {
+            return now;
+        };
+        let cut = p
+            .ends
+            .iter()
+            .filter_map(|e| e.host.and_then(|h| self.isolated.get(&h)))
+            .max()
+            .map_or(now, |until| (*until).max(now));
+        let at = (cut + p.latency + jitter).max(p.last_arrival[to as usize]);
+        p.last_arrival[to as usize] = at;
+        at
+    }
+
+    /// Cuts `host` off until `until` (extending an earlier cut).
+    pub fn isolate(&mut self, host: HostId, until: Instant) {
+        let t = self.isolated.entry(host).or_insert(until);
+        *t = (*t).max(until);
+    }
+
+    /// Forgets a pipe once both ends are closed.
+    pub fn gc(&mut self, pipe: PipeId) {
+        if self.pipes.get(&pipe).is_some_and(Pipe::is_done) {
+            self.pipes.remove(&pipe);
+        }
+    }
+}

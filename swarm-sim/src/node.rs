@@ -1,0 +1,94 @@
+//! Hosts and the nodes (core incarnations) running on them.
+
+use crate::invariants::NodeCheck;
+use crate::network::PipeId;
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use swarm_core::{Config, ConnId, Instant, Swarm};
+
+/// The port every simulated host listens on.
+pub const LISTEN_PORT: u16 = 7000;
+
+/// What a host does with an incoming connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostState {
+    /// A core runs and listens.
+    Running,
+    /// Accepts connections, never sends, ignores what it receives.
+    Mute,
+    /// Up but not listening: connects are refused (RST) after a round trip.
+    Refusing,
+    /// Unreachable: connects are never answered, so the dialer's connect timeout fires.
+    Blackholed,
+}
+
+impl HostState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Running => "running",
+            HostState::Mute => "mute",
+            HostState::Refusing => "refusing",
+            HostState::Blackholed => "blackholed",
+        }
+    }
+}
+
+/// One incarnation of a core on a host.
+pub struct Node {
+    pub core: Swarm,
+    /// The pipe behind each of the core's connections.
+    pub conns: BTreeMap<ConnId, PipeId>,
+    /// The deadline a timer event is queued for.
+    pub armed: Option<Instant>,
+    /// Bytes that arrived after the core handed the stream to the application (held).
+    pub app_bytes: u64,
+    /// Bytes left unread while the core did not want them (`wants_read` false before the
+    /// handshake, e.g. a uTP connection waiting out its grace period, or a handshaken one
+    /// waiting for the duplicate rule): like a socket buffer, fed in once it does, or handed
+    /// to the application with the connection.
+    pub held: BTreeMap<ConnId, VecDeque<Bytes>>,
+    pub check: NodeCheck,
+}
+
+/// A simulated machine with one address.
+pub struct Host {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub state: HostState,
+    /// The configuration each incarnation starts from (id and seed are replaced).
+    pub template: Option<Config>,
+    pub node: Option<Node>,
+    /// How many cores have been started here.
+    pub incarnation: u32,
+    /// Bumped whenever a new timer event is queued; older ones are stale.
+    pub timer_gen: u64,
+    next_ephemeral: u16,
+}
+
+impl Host {
+    pub fn new(index: usize, state: HostState, template: Option<Config>) -> Self {
+        let n = index as u32 + 1;
+        Host {
+            ip: Ipv4Addr::new(10, 0, (n >> 8) as u8, n as u8),
+            port: LISTEN_PORT,
+            state,
+            template,
+            node: None,
+            incarnation: 0,
+            timer_gen: 0,
+            next_ephemeral: 49152,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.ip), self.port)
+    }
+
+    /// A fresh source port for an outbound TCP connection.
+    pub fn ephemeral_port(&mut self) -> u16 {
+        let port = self.next_ephemeral;
+        self.next_ephemeral = if port == u16::MAX { 49152 } else { port + 1 };
+        port
+    }
+}

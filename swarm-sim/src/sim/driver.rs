@@ -1,0 +1,205 @@
+//! From the cores into the network: outputs, events, timers and the application.
+
+use super::{Ev, LogEntry, Sim, SimResult};
+use crate::network::{EndState, HostId, Packet, PipeId, Side};
+use crate::trace::describe;
+use core::time::Duration;
+use swarm_core::{ConnId, Event, Input, Output};
+
+impl Sim {
+    /// Drains `h`'s outputs, checks its invariants and re-arms its timer.
+    pub(super) fn after(&mut self, h: HostId) -> SimResult {
+        loop {
+            while let Some(output) = self.hosts[h]
+                .node
+                .as_mut()
+                .and_then(|n| n.core.poll_output())
+            {
+                self.on_output(h, output)?;
+            }
+            if !self.feed_held(h) {
+                break;
+            }
+        }
+        let Some(node) = self.hosts[h].node.as_mut() else {
+            return Ok(());
+        };
+        let counters = node.check.check_counters(&node.core);
+        counters.map_err(|m| self.violation(format!("n{h}: {m}")))?;
+        self.arm(h);
+        Ok(())
+    }
+
+    pub(super) fn on_output(&mut self, h: HostId, output: Output) -> SimResult {
+        let node = self.node_mut(h);
+        match output {
+            Output::Dial {
+                conn,
+                addr,
+                transport,
+            } => {
+                node.check.on_dial(conn);
+                let target = self.by_ip.get(&addr.ip()).copied();
+                let pipe = self
+                    .net
+                    .open(&mut self.rng, h, conn, target, addr.port(), transport);
+                self.node_mut(h).conns.insert(conn, pipe);
+                self.send(pipe, Side::Acceptor, Packet::Syn);
+            }
+            Output::Send { conn, data } => {
+                if let Some(&pipe) = node.conns.get(&conn) {
+                    self.send_data(h, conn, pipe, data);
+                }
+            }
+            Output::Close { conn } => {
+                node.held.remove(&conn);
+                let Some(pipe) = node.conns.remove(&conn) else {
+                    return Ok(());
+                };
+                if let Some(side) = self.net.pipes.get(&pipe).and_then(|p| p.side_of(h, conn)) {
+                    self.close_end(pipe, side);
+                }
+            }
+            Output::Event(event) => self.on_event(h, event)?,
+        }
+        Ok(())
+    }
+
+    /// Feeds one held chunk to a connection that wants to read again. Returns whether it did.
+    pub(super) fn feed_held(&mut self, h: HostId) -> bool {
+        let now = self.now;
+        let Some(node) = self.hosts[h].node.as_mut() else {
+            return false;
+        };
+        let Some(conn) = node.held.keys().copied().find(|c| node.core.wants_read(*c)) else {
+            return false;
+        };
+        let queue = node.held.get_mut(&conn).expect("held");
+        let data = queue.pop_front().unwrap_or_default();
+        if queue.is_empty() {
+            node.held.remove(&conn);
+        }
+        node.core
+            .handle_input(now, Input::Received { conn, data: &data });
+        true
+    }
+
+    pub(super) fn send_data(&mut self, h: HostId, conn: ConnId, pipe: PipeId, data: bytes::Bytes) {
+        let Some(side) = self.net.pipes.get(&pipe).and_then(|p| p.side_of(h, conn)) else {
+            return;
+        };
+        let mut rest = data;
+        while !rest.is_empty() {
+            let max = self.net.cfg.max_chunk.max(1).min(rest.len());
+            let n = self.rng.range(1, max as u64) as usize;
+            let chunk = rest.split_to(n);
+            self.send(pipe, side.other(), Packet::Data(chunk));
+        }
+    }
+
+    pub(super) fn on_event(&mut self, h: HostId, event: Event) -> SimResult {
+        self.trace
+            .record(self.now, &format!("n{h}"), &describe(&event));
+        let checked = self.node_mut(h).check.on_event(&event);
+        checked.map_err(|m| self.violation(format!("n{h}: {m}")))?;
+        if let Event::Connection {
+            conn,
+            info,
+            early_data,
+        } = &event
+        {
+            self.check_connection(h, *conn, info.id.as_deref())?;
+            self.app_start(h, *conn, early_data.len());
+        }
+        self.log.push(LogEntry {
+            at: self.now,
+            host: h,
+            incarnation: self.hosts[h].incarnation,
+            event,
+        });
+        Ok(())
+    }
+
+    /// A `connection` is never to ourselves, and names the id of whoever holds the other end.
+    pub(super) fn check_connection(&self, h: HostId, conn: ConnId, id: Option<&[u8]>) -> SimResult {
+        let node = self.hosts[h]
+            .node
+            .as_ref()
+            .expect("event from a running node");
+        let pipe = node.conns.get(&conn).and_then(|p| self.net.pipes.get(p));
+        let Some(pipe) = pipe else {
+            return Err(self.violation(format!("n{h}: connection c{} has no pipe", conn.0)));
+        };
+        let side = pipe.side_of(h, conn).expect("open end");
+        let other = pipe.end(side.other());
+        if other.host == Some(h) {
+            return Err(self.violation(format!("n{h}: connection c{} to itself", conn.0)));
+        }
+        let remote = other.host.and_then(|o| self.hosts[o].node.as_ref());
+        if let (EndState::Open(_), Some(remote)) = (other.state, remote) {
+            if id != Some(remote.core.id().as_ref()) {
+                return Err(self.violation(format!(
+                    "n{h}: connection c{} reports an id that is not its peer's",
+                    conn.0
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The application takes over a new connection: it counts the early data and writes a
+    /// greeting of random length.
+    pub(super) fn app_start(&mut self, h: HostId, conn: ConnId, early: usize) {
+        let Some(&pipe) = self.hosts[h].node.as_ref().and_then(|n| n.conns.get(&conn)) else {
+            return;
+        };
+        let Some(side) = self.net.pipes.get(&pipe).and_then(|p| p.side_of(h, conn)) else {
+            return;
+        };
+        let len = if self.cfg.app_data {
+            self.rng.range(1, 64) as usize
+        } else {
+            0
+        };
+        let held: u64 = self
+            .node_mut(h)
+            .held
+            .remove(&conn)
+            .into_iter()
+            .flatten()
+            .map(|b| b.len() as u64)
+            .sum();
+        self.node_mut(h).app_bytes += held;
+        let p = self.net.pipes.get_mut(&pipe).expect("pipe");
+        p.app_recv[side as usize] += early as u64 + held;
+        p.app_sent[side.other() as usize] += len as u64;
+        if len > 0 {
+            let data = bytes::Bytes::from(self.rng.bytes(len));
+            self.send_data(h, conn, pipe, data);
+        }
+    }
+
+    pub(super) fn arm(&mut self, h: HostId) {
+        let now = self.now;
+        let host = &mut self.hosts[h];
+        let Some(node) = host.node.as_mut() else {
+            return;
+        };
+        let deadline = node.core.poll_timeout();
+        if deadline == node.armed {
+            return;
+        }
+        node.armed = deadline;
+        host.timer_gen += 1;
+        if let Some(at) = deadline {
+            let gen = host.timer_gen;
+            let late = if self.cfg.timer_slack.is_zero() {
+                Duration::ZERO
+            } else {
+                self.rng.duration(Duration::ZERO, self.cfg.timer_slack)
+            };
+            self.queue
+                .push(at.max(now) + late, Ev::Timer { host: h, gen });
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! The simulation: hosts, the network and the event loop driving every core.
+//!
+//! `mod.rs` builds and runs it; [`wire`] moves packets into cores, [`driver`] carries out
+//! their outputs; [`inspect`] answers questions about the state and checks quiescence.
+
+mod driver;
+mod inspect;
+mod wire;
+
+use crate::invariants::{NodeCheck, Violation};
+use crate::network::{EndState, HostId, NetConfig, Network, Packet, PipeId, Side};
+use crate::node::{Host, HostState, Node};
+use crate::queue::EventQueue;
+use crate::rng::{derive, SimRng};
+use crate::trace::Trace;
+use core::time::Duration;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use swarm_core::{CloseCause, Config, ConnId, Event, Input, Instant, Swarm};
+
+/// Parameters of a run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub net: NetConfig,
+    /// Keep the trace lines in memory (the hash is always computed).
+    pub keep_trace: bool,
+    /// Also require `connected + connecting <= max_connections` (the core admits crossing
+    /// inbound connections beyond it, so this is off by default; the peak is reported).
+    pub strict_total: bool,
+    /// The command that replays this run, printed with every violation.
+    pub replay: String,
+    /// Timers fire up to this much late (a busy scheduler); 0 = on time.
+    pub timer_slack: Duration,
+    /// The application writes a few bytes on each new connection (checked to arrive intact
+    /// as early data or later reads).
+    pub app_data: bool,
+    /// Report inbound addresses IPv4-mapped (`::ffff:a.b.c.d`), as a dual-stack listener does.
+    pub mapped_inbound: bool,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            net: NetConfig::default(),
+            keep_trace: false,
+            strict_total: false,
+            replay: format!("cargo run -p swarm-sim --release -- --seed {seed}"),
+            timer_slack: Duration::ZERO,
+            app_data: true,
+            mapped_inbound: false,
+        }
+    }
+}
+
+/// Something a scenario schedules for later.
+#[derive(Clone, Debug)]
+pub enum Action {
+    AddPeer {
+        from: HostId,
+        to: HostId,
+    },
+    RemovePeer {
+        from: HostId,
+        to: HostId,
+    },
+    /// Kill the core (its sockets are reset) and leave the host in the given state.
+    Crash {
+        host: HostId,
+        then: HostState,
+    },
+    /// Start a fresh core (new id, no state) on the host.
+    Restart {
+        host: HostId,
+    },
+    /// Tear down a random established pipe.
+    ResetRandom,
+    /// The application closes a random established connection (with `disconnect` or by
+    /// dropping the stream).
+    DisconnectRandom,
+    /// `disconnect` a random connection of any node, in whatever state (dialling,
+    /// handshaking, waiting for the duplicate rule, established).
+    DisconnectAny,
+    /// Cut a host off the network for a while (packets wait, as TCP retransmits).
+    Isolate {
+        host: HostId,
+        duration: Duration,
+    },
+    /// Call `handle_timeout` on a host's core now, whether or not a timer is due (an early
+    /// wake-up must be harmless).
+    Poke {
+        host: HostId,
+    },
+}
+
+enum Ev {
+    Packet {
+        pipe: PipeId,
+        to: Side,
+        packet: Packet,
+    },
+    Timer {
+        host: HostId,
+        gen: u64,
+    },
+    Action(Action),
+}
+
+/// One core event, as logged.
+#[derive(Clone, Debug)]
+pub struct LogEntry {
+    pub at: Instant,
+    pub host: HostId,
+    pub incarnation: u32,
+    pub event: Event,
+}
+
+/// An established connection as both ends see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Link {
+    pub pipe: PipeId,
+    pub dialer: (HostId, ConnId),
+    pub acceptor: (HostId, ConnId),
+}
+
+/// The simulator.
+pub struct Sim {
+    cfg: SimConfig,
+    now: Instant,
+    queue: EventQueue<Ev>,
+    rng: SimRng,
+    net: Network,
+    hosts: Vec<Host>,
+    by_ip: BTreeMap<IpAddr, HostId>,
+    trace: Trace,
+    log: Vec<LogEntry>,
+    steps: u64,
+}
+
+type SimResult<T = ()> = Result<T, Violation>;
+
+impl Sim {
+    pub fn new(cfg: SimConfig) -> Self {
+        Sim {
+            now: Instant::ZERO,
+            queue: EventQueue::default(),
+            rng: SimRng::new(derive(cfg.seed, &[0])),
+            net: Network::new(cfg.net.clone()),
+            hosts: Vec::new(),
+            by_ip: BTreeMap::new(),
+            trace: Trace::new(cfg.keep_trace),
+            log: Vec::new(),
+            steps: 0,
+            cfg,
+        }
+    }
+
+    /// A configuration template for [`Sim::add_node`]: discovery-swarm's defaults.
+    pub fn node_config() -> Config {
+        Config::new(vec![0u8; 32], 0)
+    }
+
+    // ----- building -----
+
+    /// Adds a host running a core built from `template` (its id and seed are replaced by
+    /// values derived from the run seed) and starts it.
+    pub fn add_node(&mut self, template: Config) -> HostId {
+        let h = self.push_host(HostState::Running, Some(template));
+        self.start(h);
+        h
+    }
+
+    /// Adds a host without a core in the given state (`Mute`, `Refusing` or `Blackholed`).
+    pub fn add_host(&mut self, state: HostState) -> HostId {
+        assert_ne!(state, HostState::Running, "use add_node for a running host");
+        self.push_host(state, None)
+    }
+
+    fn push_host(&mut self, state: HostState, template: Option<Config>) -> HostId {
+        let h = self.hosts.len();
+        let host = Host::new(h, state, template);
+        self.by_ip.insert(IpAddr::V4(host.ip), h);
+        self.hosts.push(host);
+        h
+    }
+
+    fn start(&mut self, h: HostId) {
+        let seed = self.cfg.seed;
+        let host = &mut self.hosts[h];
+        let mut config = host.template.clone().expect("host has no core template");
+        host.incarnation += 1;
+        let inc = u64::from(host.incarnation);
+        let id_len = config.id.len().max(1);
+        config.id = SimRng::new(derive(seed, &[1, h as u64, inc]))
+            .bytes(id_len)
+            .into();
+        config.seed = derive(seed, &[2, h as u64, inc]);
+        let mut core = Swarm::new(config).expect("invalid node configuration");
+        core.handle_input(self.now, Input::Listening { port: host.port });
+        let check = NodeCheck::new(&core, self.cfg.strict_total);
+        host.node = Some(Node {
+            core,
+            conns: BTreeMap::new(),
+            armed: None,
+            app_bytes: 0,
+            held: BTreeMap::new(),
+            check,
+        });
+        host.state = HostState::Running;
+        self.sim_line(format!("start n{h} inc={inc}"));
+        // Cannot fail: only events of a fresh core are checked.
+        self.after(h).expect("fresh core broke an invariant");
+    }
+
+    /// Schedules `action` at `at` (not before now).
+    pub fn schedule(&mut self, at: Instant, action: Action) {
+        self.queue.push(at.max(self.now), Ev::Action(action));
+    }
+
+    // ----- commands (applied now) -----
+
+    /// `from` learns `to`'s address (no topic), as `add_peer` or rediscovery would.
+    pub fn add_peer(&mut self, from: HostId, to: HostId) -> SimResult {
+        let addr = self.addr(to);
+        self.with_core(from, |core, now| core.add_peer(now, None, addr))
+    }
+
+    /// `from` bans `to`'s address.
+    pub fn remove_peer(&mut self, from: HostId, to: HostId) -> SimResult {
+        let addr = self.addr(to);
+        self.with_core(from, |core, _| core.remove_peer(None, addr))
+    }
+
+    /// The application on `host` closes `conn`.
+    pub fn disconnect(&mut self, host: HostId, conn: ConnId) -> SimResult {
+        self.with_core(host, |core, now| {
+            let _ = core.disconnect(now, conn);
+        })
+    }
+
+    /// The application on `host` drops `conn`'s stream: the socket closes and the driver
+    /// reports `Closed { cause: Local }`.
+    pub fn drop_stream(&mut self, h: HostId, conn: ConnId) -> SimResult {
+        let Some(node) = self.hosts[h].node.as_mut() else {
+            return Ok(());
+        };
+        let Some(pipe) = node.conns.remove(&conn) else {
+            return Ok(());
+        };
+        if let Some(side) = self.net.pipes.get(&pipe).and_then(|p| p.side_of(h, conn)) {
+            self.close_end(pipe, side);
+        }
+        let cause = CloseCause::Local;
+        self.input(h, Input::Closed { conn, cause })
+    }
+
+    /// Runs `f` on a running host's core, then drains its outputs. No-op if it is down.
+    pub fn with_core(&mut self, h: HostId, f: impl FnOnce(&mut Swarm, Instant)) -> SimResult {
+        let now = self.now;
+        let Some(node) = self.hosts[h].node.as_mut() else {
+            return Ok(());
+        };
+        f(&mut node.core, now);
+        self.after(h)
+    }
+
+    /// Kills the core on `h`: the OS resets its connections (peers see them close after the
+    /// link latency), and the host stays in `then` (`Refusing`, `Blackholed` or `Mute`).
+    pub fn crash(&mut self, h: HostId, then: HostState) {
+        assert_ne!(then, HostState::Running, "a crashed host is not running");
+        let ends: Vec<(PipeId, Side)> = self
+            .net
+            .pipes
+            .iter()
+            .flat_map(|(id, p)| {
+                [Side::Dialer, Side::Acceptor]
+                    .into_iter()
+                    .filter_map(move |s| {
+                        let e = p.end(s);
+                        let live = matches!(e.state, EndState::Open(_) | EndState::Mute);
+                        (e.host == Some(h) && live).then_some((*id, s))
+                    })
+            })
+            .collect();
+        for (pipe, side) in ends {
+            self.close_end(pipe, side);
+        }
+        let host = &mut self.hosts[h];
+        host.node = None;
+        host.state = then;
+        host.timer_gen += 1;
+        self.sim_line(format!("crash n{h} then={}", then.as_str()));
+    }
+
+    /// Starts a fresh core on a crashed host.
+    pub fn restart(&mut self, h: HostId) {
+        if self.hosts[h].node.is_none() {
+            self.start(h);
+        }
+    }
+
+    /// Tears down an established pipe: both ends see it close after the link latency.
+    pub fn reset_pipe(&mut self, pipe: PipeId) {
+        let Some(p) = self.net.pipes.get(&pipe) else {
+            return;
+        };
+        if !p.is_established() {
+            return;
+        }
+        self.sim_line(format!("reset pipe {}", pipe.0));
+        for to in [Side::Dialer, Side::Acceptor] {
+            self.send(pipe, to, Packet::Close);
+        }
+    }
+
+    /// Resets a random established pipe; returns it.
+    pub fn reset_random(&mut self) -> Option<PipeId> {
+        let live: Vec<PipeId> = self
+            .net
+            .pipes
+            .iter()
+            .filter(|(_, p)| p.is_established())
+            .map(|(id, _)| *id)
+            .collect();
+        if live.is_empty() {
+            return None;
+        }
+        let pipe = live[self.rng.index(live.len())];
+        self.reset_pipe(pipe);
+        Some(pipe)
+    }
+
+    // ----- running -----
+
+    /// Processes the next queued event. Returns false if the queue was empty.
+    pub fn step(&mut self) -> SimResult<bool> {
+        let Some((at, ev)) = self.queue.pop() else {
+            return Ok(false);
+        };
+        self.now = self.now.max(at);
+        self.steps += 1;
+        match ev {
+            Ev::Packet { pipe, to, packet } => self.deliver(pipe, to, packet)?,
+            Ev::Timer { host, gen } => self.fire_timer(host, gen)?,
+            Ev::Action(action) => self.apply(action)?,
+        }
+        Ok(true)
+    }
+
+    /// Runs every event due up to and including `t`, then sets the clock to `t`.
+    pub fn run_until(&mut self, t: Instant) -> SimResult {
+        while self.queue.peek_time().is_some_and(|at| at <= t) {
+            self.step()?;
+        }
+        self.now = self.now.max(t);
+        Ok(())
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) -> SimResult {
+        self.run_until(self.now + d)
+    }
+
+    /// Runs until nothing is left to happen (no packet in flight, no timer armed), then
+    /// checks the quiescence invariants. Fails if that takes longer than `limit`.
+    pub fn run_to_quiescence(&mut self, limit: Duration) -> SimResult {
+        let deadline = self.now + limit;
+        while let Some(at) = self.queue.peek_time() {
+            if at > deadline {
+                return Err(self.violation(format!(
+                    "not quiescent within {limit:?}: {} events pending",
+                    self.queue.len()
+                )));
+            }
+            self.step()?;
+        }
+        self.check_quiescence()
+    }
+
+    fn apply(&mut self, action: Action) -> SimResult {
+        match action {
+            Action::AddPeer { from, to } => {
+                self.sim_line(format!("add-peer n{from} -> n{to}"));
+                self.add_peer(from, to)
+            }
+            Action::RemovePeer { from, to } => {
+                self.sim_line(format!("remove-peer n{from} -> n{to}"));
+                self.remove_peer(from, to)
+            }
+            Action::Crash { host, then } => {
+                self.crash(host, then);
+                Ok(())
+            }
+            Action::Restart { host } => {
+                self.restart(host);
+                Ok(())
+            }
+            Action::ResetRandom => {
+                self.reset_random();
+                Ok(())
+            }
+            Action::DisconnectRandom => {
+                let links = self.links();
+                if links.is_empty() {
+                    return Ok(());
+                }
+                let link = links[self.rng.index(links.len())];
+                let (h, conn) = if self.rng.chance(0.5) {
+                    link.dialer
+                } else {
+                    link.acceptor
+                };
+                if self.rng.chance(0.5) {
+                    self.sim_line(format!("disconnect n{h} c{}", conn.0));
+                    self.disconnect(h, conn)
+                } else {
+                    self.sim_line(format!("drop-stream n{h} c{}", conn.0));
+                    self.drop_stream(h, conn)
+                }
+            }
+            Action::DisconnectAny => {
+                let conns: Vec<(HostId, ConnId)> = (0..self.hosts.len())
+                    .filter_map(|h| self.hosts[h].node.as_ref().map(|n| (h, n)))
+                    .flat_map(|(h, n)| n.conns.keys().map(move |c| (h, *c)))
+                    .collect();
+                if conns.is_empty() {
+                    return Ok(());
+                }
+                let (h, conn) = conns[self.rng.index(conns.len())];
+                self.sim_line(format!("disconnect n{h} c{}", conn.0));
+                self.disconnect(h, conn)
+            }
+            Action::Poke { host } => {
+                self.sim_line(format!("poke n{host}"));
+                self.with_core(host, |core, now| core.handle_timeout(now))
+            }
+            Action::Isolate { host, duration } => {
+                self.sim_line(format!("isolate n{host} for {duration:?}"));
+                self.net.isolate(host, self.now + duration);
+                Ok(())
+            }
+        }
+    }
+
+    fn fire_timer(&mut self, h: HostId, gen: u64) -> SimResult {
+        if self.hosts[h].timer_gen != gen {
+            return Ok(());
+        }
+        let now = self.now;
+        let Some(node) = self.hosts[h].node.as_mut() else {
+            return Ok(());
+        };
+        node.armed = None;
+        node.core.handle_timeout(now);
+        self.after(h)
+    }
+
+    fn node_mut(&mut self, h: HostId) -> &mut Node {
+        self.hosts[h].node.as_mut().expect("running host")
+    }
+
+    fn sim_line(&mut self, what: String) {
+        self.trace.record(self.now, "sim", &what);
+    }
+
+    /// A failure at the current time, carrying the seed and replay command.
+    pub fn violation(&self, message: String) -> Violation {
+        Violation {
+            seed: self.cfg.seed,
+            at: self.now,
+            message,
+            replay: self.cfg.replay.clone(),
+            trace: self
+                .trace
+                .lines()
+                .map(<[String]>::to_vec)
+                .unwrap_or_default(),
+        }
+    }
+}
