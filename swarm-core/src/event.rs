@@ -4,6 +4,7 @@ use crate::handshake::HandshakeError;
 use crate::ConnId;
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The transport of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,8 +54,9 @@ pub struct ConnInfo {
     pub addr: SocketAddr,
     /// The topic of the dialled peer; `None` for inbound connections.
     pub topic: Option<Bytes>,
-    /// The remote peer id, once the handshake completed.
-    pub id: Option<Bytes>,
+    /// The remote peer id, once the handshake completed. (An `Arc` rather than `Bytes`: half
+    /// the size, and there is a copy per held connection.)
+    pub id: Option<Arc<[u8]>>,
 }
 
 /// Why a candidate peer or an inbound connection was turned away.

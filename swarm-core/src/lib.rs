@@ -36,11 +36,21 @@
 
 #![forbid(unsafe_code)]
 
+/// Hash maps of the core: seeded from the configuration, so iteration order (and with it
+/// every decision that walks a map) is the same for the same seed, and not guessable by a
+/// remote peer that does not know it.
+pub(crate) type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
+
+pub(crate) fn new_map<K, V>(seed: u64) -> Map<K, V> {
+    Map::with_hasher(foldhash::fast::FixedState::with_seed(seed))
+}
+
 pub mod config;
 pub mod dedup;
 pub mod event;
 pub mod handshake;
 pub mod peer;
+mod registry;
 mod swarm;
 pub mod time;
 

@@ -2,11 +2,11 @@
 
 use crate::event::PeerInfo;
 use crate::time::Instant;
-use crate::ConnId;
+use crate::{new_map, ConnId, Map};
 use bytes::Bytes;
-use hashbrown::HashMap;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// Maps IPv4-mapped IPv6 addresses to IPv4, so one host has one key.
 pub fn normalize_ip(ip: IpAddr) -> IpAddr {
@@ -51,16 +51,16 @@ pub(crate) struct Peer {
     pub status: PeerStatus,
     pub banned: bool,
     /// The id this address answered with last time, so a connected peer is not redialled.
-    pub remote_id: Option<Bytes>,
+    pub remote_id: Option<Arc<[u8]>>,
 }
 
 /// The candidate table and the dial queue.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PeerTable {
-    peers: HashMap<PeerKey, Peer>,
+    peers: Map<PeerKey, Peer>,
     queue: VecDeque<PeerKey>,
     /// Peers per address that are queued, waiting, dialling or connected (any topic).
-    busy_addrs: HashMap<SocketAddr, u32>,
+    busy_addrs: Map<SocketAddr, u32>,
 }
 
 fn is_busy(status: PeerStatus) -> bool {
@@ -68,6 +68,14 @@ fn is_busy(status: PeerStatus) -> bool {
 }
 
 impl PeerTable {
+    pub fn new(seed: u64) -> Self {
+        PeerTable {
+            peers: new_map(seed),
+            queue: VecDeque::new(),
+            busy_addrs: new_map(seed),
+        }
+    }
+
     pub fn get(&self, key: &PeerKey) -> Option<&Peer> {
         self.peers.get(key)
     }
@@ -200,7 +208,7 @@ mod tests {
 
     #[test]
     fn busy_index_follows_status() {
-        let mut table = PeerTable::default();
+        let mut table = PeerTable::new(1);
         table.enqueue(key(1));
         assert!(table.addr_busy(&key(1).addr));
         assert_eq!(table.dequeue(), Some(key(1)));
@@ -214,7 +222,7 @@ mod tests {
 
     #[test]
     fn dequeue_skips_banned_and_stale_entries() {
-        let mut table = PeerTable::default();
+        let mut table = PeerTable::new(1);
         table.enqueue(key(1));
         table.enqueue(key(2));
         table.update(&key(1), |p| p.banned = true);
@@ -225,7 +233,7 @@ mod tests {
 
     #[test]
     fn make_room_evicts_only_idle_peers() {
-        let mut table = PeerTable::default();
+        let mut table = PeerTable::new(1);
         table.enqueue(key(1));
         table.set_status(&key(2), PeerStatus::Idle);
         assert!(table.make_room(2));

@@ -8,15 +8,17 @@ use crate::event::{
 };
 use crate::handshake::{encode_handshake, HandshakeDecoder, HandshakeError, Progress};
 use crate::peer::{normalize_addr, PeerKey, PeerStatus, PeerTable};
+use crate::registry::{Key, Registry};
 use crate::time::Instant;
+use crate::{new_map, Map};
 use bytes::Bytes;
-use core::cmp::{Ordering, Reverse};
+use core::cmp::Ordering;
 use core::time::Duration;
-use hashbrown::HashMap;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// Handle of one transport connection, chosen by the core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,31 +103,72 @@ struct AttemptId(u64);
 struct Attempt {
     peer: PeerKey,
     conns: Vec<ConnId>,
+    deadline: Instant,
     timed_out: bool,
     /// A uTP connection that connected while TCP was still trying.
     utp_ready: Option<ConnId>,
 }
 
+/// Boxed states keep [`Conn`] small: established connections, the many, need none of it.
 #[derive(Debug)]
 enum ConnState {
     Dialing(AttemptId),
-    Handshaking(Option<HandshakeDecoder>),
+    Handshaking(Box<Handshake>),
+    /// Handshake done; the duplicate rule is running right now. Holds the handshake deadline.
+    Settling(Instant),
     /// Handshake done, waiting for a crossed connection from the same host to resolve, so
     /// that no `connection` is reported for a connection the rule is about to drop.
-    Deferred,
+    Deferred(Box<Deferred>),
     Established,
 }
 
+impl ConnState {
+    /// The armed handshake deadline, if any.
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            ConnState::Handshaking(h) => Some(h.deadline),
+            ConnState::Settling(deadline) => Some(*deadline),
+            ConnState::Deferred(d) => Some(d.deadline),
+            ConnState::Dialing(_) | ConnState::Established => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Handshake {
+    /// The built-in decoder, or `None` while the application's handshake runs.
+    decoder: Option<HandshakeDecoder>,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Deferred {
+    /// Application data that came with the handshake.
+    early: Bytes,
+    deadline: Instant,
+}
+
+/// Kept small: one per held connection.
 #[derive(Debug)]
 struct Conn {
     info: ConnInfo,
     state: ConnState,
-    peer: Option<PeerKey>,
-    discovery_key: Option<Bytes>,
-    early_data: Bytes,
+    discovery_key: Option<Box<Bytes>>,
 }
 
 impl Conn {
+    /// The candidate an outbound connection was dialled for.
+    fn peer(&self) -> Option<PeerKey> {
+        self.info.initiator.then(|| PeerKey {
+            addr: self.info.addr,
+            topic: self.info.topic.clone(),
+        })
+    }
+
+    fn discovery_key(&self) -> Option<&[u8]> {
+        self.discovery_key.as_deref().map(|k| &k[..])
+    }
+
     fn side(&self) -> Side {
         Side {
             transport: self.info.transport,
@@ -150,10 +193,8 @@ enum Timer {
     ConnectTimeout(AttemptId),
     UtpGrace(AttemptId),
     Handshake(ConnId),
-    Retry(PeerKey),
+    Retry(Box<PeerKey>),
 }
-
-type RegistryKey = (Bytes, Option<Bytes>);
 
 /// Pending (id not yet known) connections per host, by transport and direction, so the
 /// deferral check costs O(1) however many connections are held.
@@ -172,14 +213,16 @@ pub struct Swarm {
     handshake_bytes: Bytes,
     rng: Xoshiro256PlusPlus,
     outputs: VecDeque<Output>,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
-    conns: HashMap<ConnId, Conn>,
-    attempts: HashMap<AttemptId, Attempt>,
+    /// Ordered, so a timer that is no longer needed (a completed handshake) is removed rather
+    /// than left to expire.
+    timers: BTreeSet<(Instant, Timer)>,
+    conns: Map<ConnId, Conn>,
+    attempts: Map<AttemptId, Attempt>,
     peers: PeerTable,
-    registry: HashMap<RegistryKey, ConnId>,
-    pending: HashMap<IpAddr, PendingCounts>,
-    deferred: HashMap<IpAddr, Vec<ConnId>>,
-    topics: HashMap<Bytes, bool>,
+    registry: Registry,
+    pending: Map<IpAddr, PendingCounts>,
+    deferred: Map<IpAddr, Vec<ConnId>>,
+    topics: Map<Bytes, bool>,
     /// Dials in flight plus connections from `handshaking` until closed (Node's
     /// `totalConnections`).
     total: usize,
@@ -193,19 +236,20 @@ impl Swarm {
     /// A swarm with the given configuration.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
+        let seed = config.seed;
         Ok(Swarm {
             handshake_bytes: encode_handshake(&config.id),
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
             config,
             outputs: VecDeque::new(),
-            timers: BinaryHeap::new(),
-            conns: HashMap::new(),
-            attempts: HashMap::new(),
-            peers: PeerTable::default(),
-            registry: HashMap::new(),
-            pending: HashMap::new(),
-            deferred: HashMap::new(),
-            topics: HashMap::new(),
+            timers: BTreeSet::new(),
+            conns: new_map(seed),
+            attempts: new_map(seed),
+            peers: PeerTable::new(seed),
+            registry: Registry::new(seed),
+            pending: new_map(seed),
+            deferred: new_map(seed),
+            topics: new_map(seed),
             total: 0,
             established: 0,
             next_id: 0,
@@ -268,7 +312,7 @@ impl Swarm {
     /// that was cancelled); calling `handle_timeout` then does nothing. Changes after any
     /// `handle_*` call or command.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// Whether the driver should read from `conn` and pass the bytes in as
@@ -277,7 +321,7 @@ impl Swarm {
     pub fn wants_read(&self, conn: ConnId) -> bool {
         self.conns
             .get(&conn)
-            .is_some_and(|c| matches!(c.state, ConnState::Handshaking(Some(_))))
+            .is_some_and(|c| matches!(&c.state, ConnState::Handshaking(h) if h.decoder.is_some()))
     }
 
     /// The current information about a live connection.
@@ -318,18 +362,15 @@ impl Swarm {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((_, timer))) = self.timers.pop() else {
+        while self.timers.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, timer)) = self.timers.pop_first() else {
                 break;
             };
             match timer {
                 Timer::ConnectTimeout(attempt) => self.on_connect_timeout(now, attempt),
                 Timer::UtpGrace(attempt) => self.on_utp_grace(now, attempt),
                 Timer::Handshake(conn) => self.on_handshake_timeout(now, conn),
-                Timer::Retry(key) => self.on_retry(now, key),
+                Timer::Retry(key) => self.on_retry(now, *key),
             }
         }
     }
@@ -403,10 +444,8 @@ impl Swarm {
             conn,
             Conn {
                 info,
-                state: ConnState::Handshaking(None),
-                peer: None,
+                state: ConnState::Settling(now),
                 discovery_key: None,
-                early_data: Bytes::new(),
             },
         );
         self.total += 1;
@@ -428,14 +467,14 @@ impl Swarm {
             .conns
             .get_mut(&conn)
             .ok_or(CommandError::UnknownConnection)?;
-        if !matches!(c.state, ConnState::Handshaking(None)) {
+        if !matches!(&c.state, ConnState::Handshaking(h) if h.decoder.is_none()) {
             return Err(CommandError::NotHandshaking);
         }
         if remote_id.is_empty() || remote_id.len() > self.config.max_id_len {
             return Err(CommandError::BadId);
         }
-        c.discovery_key = discovery_key.map(Bytes::copy_from_slice);
-        self.on_handshake(now, conn, Bytes::copy_from_slice(remote_id), Bytes::new());
+        c.discovery_key = discovery_key.map(|k| Box::new(Bytes::copy_from_slice(k)));
+        self.on_handshake(now, conn, Arc::from(remote_id), Bytes::new());
         Ok(())
     }
 
@@ -501,7 +540,7 @@ impl Swarm {
         self.peers.get(key).is_some_and(|p| {
             p.remote_id
                 .as_ref()
-                .is_some_and(|id| self.registry.contains_key(&(id.clone(), None)))
+                .is_some_and(|id| self.registry.get((id, None), key_of(&self.conns)).is_some())
         })
     }
 
@@ -562,9 +601,7 @@ impl Swarm {
                 Conn {
                     info,
                     state: ConnState::Dialing(attempt),
-                    peer: Some(key.clone()),
                     discovery_key: None,
-                    early_data: Bytes::new(),
                 },
             );
             self.outputs.push_back(Output::Dial {
@@ -578,15 +615,14 @@ impl Swarm {
         self.total += 1;
         self.stats.dials_attempted += 1;
         self.emit(Event::Connecting(self.peers.info(&key)));
-        self.arm(
-            now + self.config.connect_timeout,
-            Timer::ConnectTimeout(attempt),
-        );
+        let deadline = now + self.config.connect_timeout;
+        self.arm(deadline, Timer::ConnectTimeout(attempt));
         self.attempts.insert(
             attempt,
             Attempt {
                 peer: key,
                 conns,
+                deadline,
                 timed_out: false,
                 utp_ready: None,
             },
@@ -629,6 +665,8 @@ impl Swarm {
         let Some(attempt) = self.attempts.remove(&attempt_id) else {
             return;
         };
+        let timer = (attempt.deadline, Timer::ConnectTimeout(attempt_id));
+        self.timers.remove(&timer);
         for loser in attempt.conns.into_iter().filter(|c| *c != winner) {
             self.remove_conn(loser);
             self.outputs.push_back(Output::Close { conn: loser });
@@ -688,6 +726,8 @@ impl Swarm {
         let Some(attempt) = self.attempts.remove(&attempt_id) else {
             return;
         };
+        let timer = (attempt.deadline, Timer::ConnectTimeout(attempt_id));
+        self.timers.remove(&timer);
         self.total -= 1;
         self.stats.dials_failed += 1;
         self.emit(Event::ConnectFailed {
@@ -719,7 +759,7 @@ impl Swarm {
         let at = now + self.jittered(base);
         self.peers.set_status(&key, PeerStatus::Waiting(at));
         self.peers.update(&key, |p| p.retries += 1);
-        self.arm(at, Timer::Retry(key));
+        self.arm(at, Timer::Retry(Box::new(key)));
     }
 
     fn jittered(&mut self, base: Duration) -> Duration {
@@ -757,10 +797,11 @@ impl Swarm {
     fn begin_handshake(&mut self, now: Instant, conn: ConnId) {
         let builtin = self.config.handshake == HandshakeMode::Builtin;
         let decoder = builtin.then(|| HandshakeDecoder::new(self.config.max_id_len));
+        let deadline = now + self.config.handshake_timeout;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.state = ConnState::Handshaking(decoder);
+        c.state = ConnState::Handshaking(Box::new(Handshake { decoder, deadline }));
         let info = c.info.clone();
         self.emit(Event::Handshaking { conn, info });
         if builtin {
@@ -769,21 +810,24 @@ impl Swarm {
                 data: self.handshake_bytes.clone(),
             });
         }
-        self.arm(now + self.config.handshake_timeout, Timer::Handshake(conn));
+        self.arm(deadline, Timer::Handshake(conn));
     }
 
     fn on_received(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
         let Some(Conn {
-            state: ConnState::Handshaking(Some(decoder)),
+            state: ConnState::Handshaking(handshake),
             ..
         }) = self.conns.get_mut(&conn)
         else {
             return;
         };
+        let Some(decoder) = handshake.decoder.as_mut() else {
+            return;
+        };
         match decoder.feed(data) {
             Ok(Progress::NeedMore) => {}
             Ok(Progress::Complete { consumed }) => {
-                let id = Bytes::from(decoder.take_id());
+                let id = Arc::from(decoder.id());
                 let early = Bytes::copy_from_slice(&data[consumed..]);
                 self.on_handshake(now, conn, id, early);
             }
@@ -800,12 +844,13 @@ impl Swarm {
                 self.close(now, conn, CloseCause::Local, true);
             }
             // Waited long enough for a crossing connection: decide now.
-            Some(ConnState::Deferred) => {
+            Some(ConnState::Deferred(_)) => {
                 let ip = self.conns[&conn].info.addr.ip();
                 if let Some(list) = self.deferred.get_mut(&ip) {
                     list.retain(|c| *c != conn);
                 }
-                self.resolve(now, conn);
+                let early = self.take_early_data(conn);
+                self.resolve(now, conn, early);
             }
             _ => {}
         }
@@ -818,15 +863,13 @@ impl Swarm {
         self.close(now, conn, CloseCause::Local, true);
     }
 
-    fn on_handshake(&mut self, now: Instant, conn: ConnId, remote_id: Bytes, early: Bytes) {
+    fn on_handshake(&mut self, now: Instant, conn: ConnId, remote_id: Arc<[u8]>, early: Bytes) {
         let local_id = self.config.id.clone();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let key = c.discovery_key.clone();
-        if compare_ids(&remote_id, &local_id, key.as_deref()) == Ordering::Equal {
-            let peer = c.peer.clone();
-            if let Some(peer) = peer.filter(|_| c.info.initiator) {
+        if compare_ids(&remote_id, &local_id, c.discovery_key()) == Ordering::Equal {
+            if let Some(peer) = c.peer() {
                 self.ban(peer, BanReason::DetectedSelf);
             }
             self.close(now, conn, CloseCause::Local, true);
@@ -834,10 +877,10 @@ impl Swarm {
         }
         let ip = c.info.addr.ip();
         let side = c.side();
+        let deadline = c.state.deadline().unwrap_or(now);
         c.info.id = Some(remote_id.clone());
-        c.early_data = early;
-        c.state = ConnState::Deferred;
-        if let Some(peer) = c.peer.clone() {
+        c.state = ConnState::Settling(deadline);
+        if let Some(peer) = c.peer() {
             self.peers.update(&peer, |p| {
                 p.retries = 0;
                 p.remote_id = Some(remote_id.clone());
@@ -845,9 +888,12 @@ impl Swarm {
         }
         self.unpend(ip, side);
         if self.should_defer(conn) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.state = ConnState::Deferred(Box::new(Deferred { early, deadline }));
+            }
             self.deferred.entry(ip).or_default().push(conn);
         } else {
-            self.resolve(now, conn);
+            self.resolve(now, conn, early);
         }
         self.recheck_deferred(now, ip);
     }
@@ -863,7 +909,7 @@ impl Swarm {
             return false;
         };
         let remote = c.info.id.as_deref().unwrap_or_default();
-        let ord = compare_ids(remote, &self.config.id, c.discovery_key.as_deref());
+        let ord = compare_ids(remote, &self.config.id, c.discovery_key());
         [Transport::Tcp, Transport::Utp]
             .into_iter()
             .any(|transport| {
@@ -885,7 +931,7 @@ impl Swarm {
             .filter(|c| {
                 matches!(
                     self.conns.get(c).map(|c| &c.state),
-                    Some(ConnState::Deferred)
+                    Some(ConnState::Deferred(_))
                 )
             })
             .partition(|c| self.should_defer(*c));
@@ -893,19 +939,37 @@ impl Swarm {
             self.deferred.insert(ip, wait);
         }
         for conn in ready {
-            self.resolve(now, conn);
+            let early = self.take_early_data(conn);
+            self.resolve(now, conn, early);
+        }
+    }
+
+    /// Moves a deferred connection to `Settling`, returning the data that came with its
+    /// handshake.
+    fn take_early_data(&mut self, conn: ConnId) -> Bytes {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Bytes::new();
+        };
+        let deadline = c.state.deadline().unwrap_or_default();
+        match core::mem::replace(&mut c.state, ConnState::Settling(deadline)) {
+            ConnState::Deferred(deferred) => deferred.early,
+            other => {
+                c.state = other;
+                Bytes::new()
+            }
         }
     }
 
     /// The duplicate rule (PROTOCOLS.md 1.7) for a handshaken connection, then registration.
-    fn resolve(&mut self, now: Instant, conn: ConnId) {
+    fn resolve(&mut self, now: Instant, conn: ConnId, early_data: Bytes) {
         let c = &self.conns[&conn];
         let remote = c.info.id.clone().unwrap_or_default();
-        let key: RegistryKey = (remote.clone(), c.discovery_key.clone());
+        let discovery_key = c.discovery_key.as_deref().cloned();
+        let key = (&remote[..], discovery_key.as_deref());
         let info = c.info.clone();
         let side = c.side();
-        if let Some(&old) = self.registry.get(&key) {
-            let ord = compare_ids(&remote, &self.config.id, key.1.as_deref());
+        if let Some(old) = self.registry.get(key, key_of(&self.conns)) {
+            let ord = compare_ids(&remote, &self.config.id, key.1);
             let old_side = self.conns[&old].side();
             let keep = self.config.keep_existing_connections;
             if !new_replaces_old(old_side, side, ord, keep) {
@@ -919,7 +983,7 @@ impl Swarm {
                 conn: old,
                 info: info.clone(),
             });
-            self.registry.remove(&key);
+            self.registry.remove(old, key);
             self.close(now, old, CloseCause::Local, true);
         } else if self.config.max_connections > 0 && self.established >= self.config.max_connections
         {
@@ -934,13 +998,18 @@ impl Swarm {
             self.close(now, conn, CloseCause::Local, true);
             return;
         }
-        self.registry.insert(key, conn);
+        self.registry.insert(conn, key, key_of(&self.conns));
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.state = ConnState::Established;
-        let early_data = core::mem::take(&mut c.early_data);
-        if let Some(peer) = c.peer.clone() {
+        let deadline = core::mem::replace(&mut c.state, ConnState::Established).deadline();
+        if let Some(deadline) = deadline {
+            self.timers.remove(&(deadline, Timer::Handshake(conn)));
+        }
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if let Some(peer) = c.peer() {
             self.peers.set_status(&peer, PeerStatus::Connected(conn));
         }
         self.established += 1;
@@ -967,23 +1036,21 @@ impl Swarm {
         }
         let was_pending = c.is_pending();
         let was_established = matches!(c.state, ConnState::Established);
+        if let Some(deadline) = c.state.deadline() {
+            self.timers.remove(&(deadline, Timer::Handshake(conn)));
+        }
         let ip = c.info.addr.ip();
         let info = c.info.clone();
-        let peer = c.peer.clone();
-        let registry_key = info.id.clone().map(|id| (id, c.discovery_key.clone()));
+        let peer = c.peer();
+        let was_registered = match &info.id {
+            Some(id) => self.registry.remove(conn, (id, c.discovery_key())),
+            None => false,
+        };
         self.remove_conn(conn);
         if tell_driver {
             self.outputs.push_back(Output::Close { conn });
         }
         self.total -= 1;
-        let was_registered = registry_key
-            .as_ref()
-            .is_some_and(|k| self.registry.get(k) == Some(&conn));
-        if was_registered {
-            if let Some(k) = &registry_key {
-                self.registry.remove(k);
-            }
-        }
         if was_established {
             self.established -= 1;
             if info.initiator {
@@ -1047,7 +1114,7 @@ impl Swarm {
     }
 
     fn arm(&mut self, at: Instant, timer: Timer) {
-        self.timers.push(Reverse((at, timer)));
+        self.timers.insert((at, timer));
     }
 
     fn emit(&mut self, event: Event) {
@@ -1063,5 +1130,13 @@ impl Swarm {
             topic: topic.map(Bytes::copy_from_slice),
         };
         self.peers.get(&key).map(|_| self.peers.info(&key))
+    }
+}
+
+/// Reads a registered connection's registry key from the connection table.
+fn key_of<'a>(conns: &'a Map<ConnId, Conn>) -> impl Fn(ConnId) -> Option<Key<'a>> + 'a {
+    move |conn| {
+        let c = conns.get(&conn)?;
+        Some((c.info.id.as_deref()?, c.discovery_key()))
     }
 }

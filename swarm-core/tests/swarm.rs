@@ -204,7 +204,9 @@ fn failed_dials_follow_the_retry_schedule_then_drop() {
             dial_times.push(now);
             s.handle_input(at(now), Input::DialFailed { conn });
         }
-        let next = s.poll_timeout().expect("a retry is scheduled");
+        let Some(next) = s.poll_timeout() else {
+            continue; // dropped: the next drain reports it
+        };
         now = next.as_micros() / 1000;
         s.handle_timeout(next);
     }

@@ -20,13 +20,18 @@ use crate::driver::Report;
 /// end of stream.
 pub struct Connection {
     stream: TcpStream,
-    early_data: Bytes,
-    unsent: Bytes,
+    /// Bytes to deliver or send before the stream's own; boxed because it is almost always
+    /// empty and there is one `Connection` per held peer.
+    carry: Option<Box<Carry>>,
     info: ConnInfo,
     conn: ConnId,
-    local_addr: Option<SocketAddr>,
     remote_ended: bool,
     reports: UnboundedSender<Report>,
+}
+
+struct Carry {
+    early_data: Bytes,
+    unsent: Bytes,
 }
 
 impl Connection {
@@ -38,14 +43,13 @@ impl Connection {
         conn: ConnId,
         reports: UnboundedSender<Report>,
     ) -> Self {
-        let local_addr = stream.local_addr().ok();
+        let carry = (!early_data.is_empty() || !unsent.is_empty())
+            .then(|| Box::new(Carry { early_data, unsent }));
         Connection {
             stream,
-            early_data,
-            unsent,
+            carry,
             info,
             conn,
-            local_addr,
             remote_ended: false,
             reports,
         }
@@ -68,8 +72,8 @@ impl Connection {
     }
 
     /// Our end's socket address.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.local_addr
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
     }
 
     /// The remote end's socket address.
@@ -79,14 +83,21 @@ impl Connection {
 
     /// Handshake bytes the kernel did not take at once go out before anything else.
     fn poll_flush_unsent(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.unsent.is_empty() {
-            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.unsent))?;
+        let Some(carry) = self.carry.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        while !carry.unsent.is_empty() {
+            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &carry.unsent))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.unsent.advance(n);
+            carry.unsent.advance(n);
         }
         Poll::Ready(Ok(()))
+    }
+
+    fn has_unsent(&self) -> bool {
+        self.carry.as_ref().is_some_and(|c| !c.unsent.is_empty())
     }
 
     fn note<T>(&mut self, result: &Poll<io::Result<T>>) {
@@ -103,16 +114,16 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.unsent.is_empty() {
+        if this.has_unsent() {
             // Never block a read on the flush: the remote cannot talk before it has our id.
             if let Poll::Ready(Err(e)) = this.poll_flush_unsent(cx) {
                 this.remote_ended = true;
                 return Poll::Ready(Err(e));
             }
         }
-        if !this.early_data.is_empty() {
-            let n = this.early_data.len().min(buf.remaining());
-            buf.put_slice(&this.early_data.split_to(n));
+        if let Some(carry) = this.carry.as_mut().filter(|c| !c.early_data.is_empty()) {
+            let n = carry.early_data.len().min(buf.remaining());
+            buf.put_slice(&carry.early_data.split_to(n));
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -191,7 +202,6 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("conn", &self.conn)
             .field("info", &self.info)
-            .field("local_addr", &self.local_addr)
             .finish()
     }
 }

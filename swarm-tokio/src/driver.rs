@@ -5,6 +5,7 @@ use crate::connection::Connection;
 use crate::{Counters, ExternalHandshake, SwarmEvent};
 use bytes::{Buf, Bytes};
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use hashbrown::HashMap;
 use std::future::Future;
 use std::io;
@@ -63,22 +64,56 @@ pub(crate) enum Report {
 
 type Task<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// Most inputs taken in one wake-up, so a flood cannot starve commands and timers.
+const BATCH: usize = 64;
+
 /// A socket the driver holds while its handshake runs, with handshake bytes not yet written.
 struct Handshaking {
     stream: TcpStream,
     unsent: Bytes,
 }
 
-/// A live connection: where its socket is and what the events need to know.
+/// Who has a live connection's socket, and so how the driver ends it.
+enum Owner {
+    /// The driver itself (in `held`), or nobody any more.
+    Driver,
+    /// A dial or readiness future; dropping this sender cancels it.
+    Future(#[allow(dead_code)] oneshot::Sender<()>),
+    /// The application's handshake task.
+    External(AbortHandle),
+    /// The application; this duplicate of the socket lets the driver shut it down.
+    Application(std::net::TcpStream),
+}
+
+impl Owner {
+    fn end(self) {
+        match self {
+            Owner::Driver | Owner::Future(_) => {}
+            Owner::External(task) => task.abort(),
+            Owner::Application(socket) => {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// A live connection: where its socket is and what the events need to know. One per held
+/// connection, so kept small.
 struct Live {
     local_addr: Option<SocketAddr>,
-    /// Cancels the dial or readiness future that owns the socket right now.
-    cancel: Option<oneshot::Sender<()>>,
-    /// Duplicate of an established connection's socket, to close it on the core's behalf.
-    established: Option<std::net::TcpStream>,
-    external: Option<AbortHandle>,
+    owner: Owner,
     /// Reached `handshaking`, so the core will report `connection-closed` for it.
     reported: bool,
+}
+
+impl Live {
+    fn new(local_addr: Option<SocketAddr>, owner: Owner) -> Self {
+        Live {
+            local_addr,
+            owner,
+            reported: false,
+        }
+    }
 }
 
 pub(crate) struct Driver {
@@ -175,7 +210,41 @@ impl Driver {
                     self.core.handle_timeout(now);
                 }
             }
+            self.take_ready();
             self.drain();
+        }
+    }
+
+    /// Under load many inputs are ready at once: take them in the same wake-up, so that their
+    /// outputs, and the application's events, go out as one batch.
+    fn take_ready(&mut self) {
+        for _ in 0..BATCH {
+            let mut progressed = false;
+            if let Ok(report) = self.reports.try_recv() {
+                self.on_report(report);
+                progressed = true;
+            }
+            if let Some(Some((conn, hs, cancelled))) = self.readiness.next().now_or_never() {
+                self.on_ready(conn, hs, cancelled);
+                progressed = true;
+            }
+            if self.accept_paused_until.is_none() {
+                let accepted = self
+                    .listener
+                    .as_ref()
+                    .and_then(|l| l.accept().now_or_never());
+                if let Some(accepted) = accepted {
+                    self.on_accept(accepted);
+                    progressed = true;
+                }
+            }
+            if let Some(Some((conn, result))) = self.dials.next().now_or_never() {
+                self.on_dialled(conn, result);
+                progressed = true;
+            }
+            if !progressed {
+                return;
+            }
         }
     }
 
@@ -221,13 +290,13 @@ impl Driver {
         match report {
             Report::Closed { conn, cause } => {
                 if let Some(live) = self.live.get_mut(&conn) {
-                    live.established = None;
+                    live.owner = Owner::Driver;
                 }
                 self.core.handle_input(now, Input::Closed { conn, cause });
             }
             Report::Handshaken { conn, result } => {
                 if let Some(live) = self.live.get_mut(&conn) {
-                    live.external = None;
+                    live.owner = Owner::Driver;
                 }
                 match result {
                     Ok((stream, id, key)) => {
@@ -302,7 +371,7 @@ impl Driver {
         }
         let now = self.now();
         if let Some(live) = self.live.get_mut(&conn) {
-            live.cancel = None;
+            live.owner = Owner::Driver;
         }
         if let Err(e) = write_unsent(&mut hs) {
             tracing::debug!(?conn, error = %e, "handshake write failed");
@@ -348,13 +417,7 @@ impl Driver {
     }
 
     fn track(&mut self, conn: ConnId, stream: &TcpStream) {
-        let live = Live {
-            local_addr: stream.local_addr().ok(),
-            cancel: None,
-            established: None,
-            external: None,
-            reported: false,
-        };
+        let live = Live::new(stream.local_addr().ok(), Owner::Driver);
         self.live.insert(conn, live);
     }
 
@@ -386,7 +449,7 @@ impl Driver {
                 };
                 let (cancel, cancelled) = oneshot::channel();
                 if let Some(live) = self.live.get_mut(&conn) {
-                    live.cancel = Some(cancel);
+                    live.owner = Owner::Future(cancel);
                 }
                 let reading = self.core.wants_read(conn);
                 self.readiness
@@ -407,16 +470,8 @@ impl Driver {
             return;
         }
         let (cancel, cancelled) = oneshot::channel::<()>();
-        self.live.insert(
-            conn,
-            Live {
-                local_addr: None,
-                cancel: Some(cancel),
-                established: None,
-                external: None,
-                reported: false,
-            },
-        );
+        self.live
+            .insert(conn, Live::new(None, Owner::Future(cancel)));
         self.dials.push(Box::pin(async move {
             tokio::select! {
                 biased;
@@ -429,13 +484,7 @@ impl Driver {
     fn close(&mut self, conn: ConnId) {
         self.held.remove(&conn);
         if let Some(live) = self.live.get_mut(&conn) {
-            live.cancel = None;
-            if let Some(task) = live.external.take() {
-                task.abort();
-            }
-            if let Some(socket) = live.established.take() {
-                let _ = socket.shutdown(std::net::Shutdown::Both);
-            }
+            core::mem::replace(&mut live.owner, Owner::Driver).end();
         }
         // Connections that never reached the handshake get no `connection-closed` event.
         if self.live.get(&conn).is_some_and(|l| !l.reported) {
@@ -456,10 +505,9 @@ impl Driver {
                     return;
                 };
                 if let Some(live) = self.live.get_mut(&conn) {
-                    live.established = socket2::SockRef::from(&hs.stream)
-                        .try_clone()
-                        .ok()
-                        .map(std::net::TcpStream::from);
+                    if let Ok(socket) = socket2::SockRef::from(&hs.stream).try_clone() {
+                        live.owner = Owner::Application(socket.into());
+                    }
                 }
                 let connection = Connection::new(
                     hs.stream,
@@ -502,7 +550,7 @@ impl Driver {
             let _ = reports.send(Report::Handshaken { conn, result });
         });
         if let Some(live) = self.live.get_mut(&conn) {
-            live.external = Some(task.abort_handle());
+            live.owner = Owner::External(task.abort_handle());
         }
     }
 
@@ -510,12 +558,7 @@ impl Driver {
         self.listener = None;
         self.held.clear();
         for (_, live) in self.live.drain() {
-            if let Some(task) = live.external {
-                task.abort();
-            }
-            if let Some(socket) = live.established {
-                let _ = socket.shutdown(std::net::Shutdown::Both);
-            }
+            live.owner.end();
         }
         self.dials.clear();
         self.readiness.clear();

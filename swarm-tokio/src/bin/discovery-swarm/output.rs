@@ -45,7 +45,7 @@ impl Printer {
     }
 
     pub fn connection(&self, conn: &Connection) {
-        let fields = conn_fields(conn.id(), conn.info(), conn.local_addr());
+        let fields = conn_fields(conn.id(), conn.info(), conn.local_addr().ok());
         self.emit("connection", fields);
     }
 
