@@ -1,0 +1,460 @@
+//! The swarm: the connection manager composing the candidate table, dials, handshakes and the
+//! duplicate rule. The only type drivers talk to. Split by concern: `dial` (candidates and
+//! dial attempts), `conn` (handshakes, the duplicate rule, closing).
+
+mod conn;
+mod dial;
+
+use crate::config::{Config, ConfigError};
+use crate::dedup::Side;
+use crate::event::{
+    BanReason, ConnInfo, Event, PeerInfo, PeerSource, RejectReason, Stats, Transport,
+};
+use crate::handshake::encode_handshake;
+use crate::peer::{normalize_addr, PeerKey, PeerTable};
+use crate::registry::Registry;
+use crate::time::Instant;
+use crate::{new_map, Map};
+use bytes::Bytes;
+use conn::{Conn, ConnState};
+use dial::{Attempt, AttemptId};
+use rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::collections::{BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// Handle of one transport connection, chosen by the core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Who ended a connection, as the driver saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The application closed or dropped it: not a failure, never redialled.
+    Local,
+    /// End of stream, reset or I/O error from the network.
+    Remote,
+}
+
+/// Something that happened outside the core.
+#[derive(Clone, Debug)]
+pub enum Input<'a> {
+    /// The listener is bound.
+    Listening { port: u16 },
+    /// An outbound transport connection requested by [`Output::Dial`] is established.
+    Connected { conn: ConnId },
+    /// An outbound transport connection could not be established.
+    DialFailed { conn: ConnId },
+    /// Bytes arrived on a connection that is still handshaking ([`Swarm::wants_read`]).
+    Received { conn: ConnId, data: &'a [u8] },
+    /// A connection is gone (not reported for connections the core closed itself).
+    Closed { conn: ConnId, cause: CloseCause },
+    /// A discovery mechanism found `addr` for `topic`.
+    Discovered {
+        topic: &'a [u8],
+        addr: SocketAddr,
+        source: PeerSource,
+    },
+}
+
+/// Something the driver must do, or tell the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Open a transport connection to `addr`; answer with `Connected` or `DialFailed`.
+    Dial {
+        conn: ConnId,
+        addr: SocketAddr,
+        transport: Transport,
+    },
+    /// Write `data` to the connection.
+    Send { conn: ConnId, data: Bytes },
+    /// Close the connection; the core has already forgotten it.
+    Close { conn: ConnId },
+    /// Tell the application.
+    Event(Event),
+}
+
+/// Errors of the commands that name a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// No such connection (never existed, or already closed).
+    UnknownConnection,
+    /// The connection is not waiting for an external handshake.
+    NotHandshaking,
+    /// The reported remote id is empty or longer than the cap.
+    BadId,
+}
+
+impl core::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            CommandError::UnknownConnection => "unknown connection",
+            CommandError::NotHandshaking => "connection is not handshaking",
+            CommandError::BadId => "remote id is empty or too long",
+        })
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    ConnectTimeout(AttemptId),
+    UtpGrace(AttemptId),
+    Handshake(ConnId),
+    Retry(Box<PeerKey>),
+}
+
+/// Pending (id not yet known) connections per host, by transport and direction, so the
+/// deferral check costs O(1) however many connections are held.
+#[derive(Clone, Copy, Debug, Default)]
+struct PendingCounts([u32; 4]);
+
+impl PendingCounts {
+    fn slot(side: Side) -> usize {
+        usize::from(side.transport == Transport::Utp) * 2 + usize::from(side.initiator)
+    }
+}
+
+/// The sans-IO swarm. See the crate docs for the driver loop.
+pub struct Swarm {
+    config: Config,
+    handshake_bytes: Bytes,
+    rng: Xoshiro256PlusPlus,
+    outputs: VecDeque<Output>,
+    /// Ordered, so a timer that is no longer needed (a completed handshake) is removed rather
+    /// than left to expire.
+    timers: BTreeSet<(Instant, Timer)>,
+    conns: Map<ConnId, Conn>,
+    attempts: Map<AttemptId, Attempt>,
+    peers: PeerTable,
+    registry: Registry,
+    pending: Map<IpAddr, PendingCounts>,
+    deferred: Map<IpAddr, Vec<ConnId>>,
+    topics: Map<Bytes, bool>,
+    /// Dials in flight plus connections from `handshaking` until closed (Node's
+    /// `totalConnections`).
+    total: usize,
+    established: usize,
+    next_id: u64,
+    port: Option<u16>,
+    stats: Stats,
+}
+
+impl Swarm {
+    /// A swarm with the given configuration.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let seed = config.seed;
+        Ok(Swarm {
+            handshake_bytes: encode_handshake(&config.id),
+            rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
+            config,
+            outputs: VecDeque::new(),
+            timers: BTreeSet::new(),
+            conns: new_map(seed),
+            attempts: new_map(seed),
+            peers: PeerTable::new(seed),
+            registry: Registry::new(seed),
+            pending: new_map(seed),
+            deferred: new_map(seed),
+            topics: new_map(seed),
+            total: 0,
+            established: 0,
+            next_id: 0,
+            port: None,
+            stats: Stats::default(),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Our peer id.
+    pub fn id(&self) -> &Bytes {
+        &self.config.id
+    }
+
+    /// Established connections (Node's `connected`).
+    pub fn connected(&self) -> usize {
+        self.established
+    }
+
+    /// Dials in flight and connections still handshaking (Node's `connecting`).
+    pub fn connecting(&self) -> usize {
+        self.total - self.established
+    }
+
+    /// Candidates waiting in the dial queue (Node's `queued`).
+    pub fn queued(&self) -> usize {
+        self.peers.queued()
+    }
+
+    /// Candidate peers remembered (queued, waiting, dialling, connected, idle or banned).
+    pub fn known_peers(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The listening port the driver reported, if any.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// Joined topics and whether each is announced.
+    pub fn topics(&self) -> impl Iterator<Item = (&Bytes, bool)> {
+        self.topics.iter().map(|(t, a)| (t, *a))
+    }
+
+    /// The next output, if any. New outputs appear after any `handle_*` call or command.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The next instant at which [`Swarm::handle_timeout`] has work. May be early (a timer
+    /// that was cancelled); calling `handle_timeout` then does nothing. Changes after any
+    /// `handle_*` call or command.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Whether the driver should read from `conn` and pass the bytes in as
+    /// [`Input::Received`]: true only while the built-in handshake is incomplete. After that
+    /// the stream belongs to the application.
+    pub fn wants_read(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| matches!(&c.state, ConnState::Handshaking(h) if h.decoder.is_some()))
+    }
+
+    /// The current information about a live connection.
+    pub fn conn_info(&self, conn: ConnId) -> Option<&ConnInfo> {
+        self.conns.get(&conn).map(|c| &c.info)
+    }
+
+    /// Applies one input.
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        match input {
+            Input::Listening { port } => {
+                self.port = Some(port);
+                self.emit(Event::Listening { port });
+            }
+            Input::Connected { conn } => self.on_connected(now, conn),
+            Input::DialFailed { conn } => self.on_dial_closed(now, conn),
+            Input::Received { conn, data } => self.on_received(now, conn, data),
+            Input::Closed { conn, cause } => {
+                if matches!(
+                    self.conns.get(&conn).map(|c| &c.state),
+                    Some(ConnState::Dialing(_))
+                ) {
+                    self.on_dial_closed(now, conn);
+                } else {
+                    self.close(now, conn, cause, false);
+                }
+            }
+            Input::Discovered {
+                topic,
+                addr,
+                source,
+            } => {
+                let topic = Bytes::copy_from_slice(topic);
+                self.discovered(now, Some(topic), addr, source);
+            }
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while self.timers.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, timer)) = self.timers.pop_first() else {
+                break;
+            };
+            match timer {
+                Timer::ConnectTimeout(attempt) => self.on_connect_timeout(now, attempt),
+                Timer::UtpGrace(attempt) => self.on_utp_grace(now, attempt),
+                Timer::Handshake(conn) => self.on_handshake_timeout(now, conn),
+                Timer::Retry(key) => self.on_retry(now, *key),
+            }
+        }
+    }
+
+    /// Joins `topic`. Discovery (later mechanisms) announces it if `announce` is set and looks
+    /// it up either way; rejoining only updates `announce`.
+    pub fn join(&mut self, topic: impl Into<Bytes>, announce: bool) {
+        self.topics.insert(topic.into(), announce);
+    }
+
+    /// Leaves `topic`: it is no longer announced or looked up. Connections stay. Returns
+    /// whether the topic was joined.
+    pub fn leave(&mut self, topic: &[u8]) -> bool {
+        self.topics.remove(topic).is_some()
+    }
+
+    /// Adds a candidate peer by hand; it takes the same path as a discovered one.
+    pub fn add_peer(&mut self, now: Instant, topic: Option<&[u8]>, addr: SocketAddr) {
+        self.discovered(
+            now,
+            topic.map(Bytes::copy_from_slice),
+            addr,
+            PeerSource::Manual,
+        );
+    }
+
+    /// Bans a candidate (Node's `removePeer`): it is never dialled again; existing connections
+    /// are not touched.
+    pub fn remove_peer(&mut self, topic: Option<&[u8]>, addr: SocketAddr) {
+        let key = PeerKey {
+            addr: normalize_addr(addr),
+            topic: topic.map(Bytes::copy_from_slice),
+        };
+        self.ban(key, BanReason::Application);
+    }
+
+    /// Decides on an inbound transport connection from `remote`. On `Ok` the connection is
+    /// handshaking under the returned handle; on `Err` the driver closes it.
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        transport: Transport,
+    ) -> Result<ConnId, RejectReason> {
+        let remote = normalize_addr(remote);
+        let refusal = if !self.whitelisted(remote.ip()) {
+            Some(RejectReason::Whitelist)
+        } else if self.at_capacity() && !self.may_be_crossing(remote.ip()) {
+            Some(RejectReason::MaxConnections)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.stats.inbound_refused += 1;
+            self.emit(Event::PeerRejected {
+                addr: remote,
+                topic: None,
+                reason,
+            });
+            return Err(reason);
+        }
+        let conn = self.next_conn();
+        let info = ConnInfo {
+            transport,
+            initiator: false,
+            addr: remote,
+            topic: None,
+            id: None,
+        };
+        self.insert_conn(
+            conn,
+            Conn {
+                info,
+                state: ConnState::Settling(now),
+                discovery_key: None,
+            },
+        );
+        self.total += 1;
+        self.stats.inbound_accepted += 1;
+        self.begin_handshake(now, conn);
+        Ok(conn)
+    }
+
+    /// Completes the handshake of a connection in [`HandshakeMode::External`]: the
+    /// application's protocol reported the remote id and optional discovery key.
+    pub fn complete_handshake(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        remote_id: &[u8],
+        discovery_key: Option<&[u8]>,
+    ) -> Result<(), CommandError> {
+        let c = self
+            .conns
+            .get_mut(&conn)
+            .ok_or(CommandError::UnknownConnection)?;
+        if !matches!(&c.state, ConnState::Handshaking(h) if h.decoder.is_none()) {
+            return Err(CommandError::NotHandshaking);
+        }
+        if remote_id.is_empty() || remote_id.len() > self.config.max_id_len {
+            return Err(CommandError::BadId);
+        }
+        c.discovery_key = discovery_key.map(|k| Box::new(Bytes::copy_from_slice(k)));
+        self.on_handshake(now, conn, Arc::from(remote_id), Bytes::new());
+        Ok(())
+    }
+
+    /// Closes a connection at the application's request. Not a failure: never redialled.
+    pub fn disconnect(&mut self, now: Instant, conn: ConnId) -> Result<(), CommandError> {
+        if !self.conns.contains_key(&conn) {
+            return Err(CommandError::UnknownConnection);
+        }
+        if matches!(self.conns[&conn].state, ConnState::Dialing(_)) {
+            self.outputs.push_back(Output::Close { conn });
+            self.on_dial_closed(now, conn);
+        } else {
+            self.close(now, conn, CloseCause::Local, true);
+        }
+        Ok(())
+    }
+
+    // ----- bookkeeping -----
+
+    fn insert_conn(&mut self, conn: ConnId, c: Conn) {
+        let counts = self.pending.entry(c.info.addr.ip()).or_default();
+        counts.0[PendingCounts::slot(c.side())] += 1;
+        self.conns.insert(conn, c);
+    }
+
+    /// Drops a connection's state; the caller handles counters and events.
+    fn remove_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            if c.is_pending() {
+                self.unpend(c.info.addr.ip(), c.side());
+            }
+        }
+    }
+
+    fn unpend(&mut self, ip: IpAddr, side: Side) {
+        if let Some(counts) = self.pending.get_mut(&ip) {
+            let slot = &mut counts.0[PendingCounts::slot(side)];
+            *slot = slot.saturating_sub(1);
+            if counts.0 == [0; 4] {
+                self.pending.remove(&ip);
+            }
+        }
+    }
+
+    fn next_conn(&mut self) -> ConnId {
+        ConnId(self.bump())
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn arm(&mut self, at: Instant, timer: Timer) {
+        self.timers.insert((at, timer));
+    }
+
+    fn emit(&mut self, event: Event) {
+        tracing::debug!(event = event.name(), "swarm event");
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    /// Peer info for tests and the simulator.
+    #[doc(hidden)]
+    pub fn peer_info(&self, topic: Option<&[u8]>, addr: SocketAddr) -> Option<PeerInfo> {
+        let key = PeerKey {
+            addr: normalize_addr(addr),
+            topic: topic.map(Bytes::copy_from_slice),
+        };
+        self.peers.get(&key).map(|_| self.peers.info(&key))
+    }
+}
