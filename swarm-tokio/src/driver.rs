@@ -13,36 +13,20 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use swarm_core::{
-    CloseCause, ConnId, Event, Input, Instant, Output, PeerSource, Stats, Swarm, Transport,
-};
+use swarm_core::{CloseCause, ConnId, Event, Input, Instant, Output, Swarm, Transport};
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
+/// A command on the core alone (join, add_peer, ...), run at the driver's current time.
+pub(crate) type CoreCommand = Box<dyn FnOnce(&mut Swarm, Instant) + Send>;
+
 pub(crate) enum Command {
+    Core(CoreCommand),
     Listen {
         port: u16,
         reply: oneshot::Sender<io::Result<u16>>,
-    },
-    Join {
-        topic: Bytes,
-        announce: bool,
-    },
-    Leave {
-        topic: Bytes,
-    },
-    AddPeer {
-        topic: Option<Bytes>,
-        addr: SocketAddr,
-    },
-    RemovePeer {
-        topic: Option<Bytes>,
-        addr: SocketAddr,
-    },
-    Stats {
-        reply: oneshot::Sender<Stats>,
     },
     Close {
         reply: oneshot::Sender<()>,
@@ -251,6 +235,7 @@ impl Driver {
     async fn on_command(&mut self, command: Command) {
         let now = self.now();
         match command {
+            Command::Core(run) => run(&mut self.core, now),
             Command::Listen { port, reply } => {
                 let result = bind(port).await.and_then(|listener| {
                     let port = listener.local_addr()?.port();
@@ -261,25 +246,6 @@ impl Driver {
                     self.core.handle_input(now, Input::Listening { port });
                 }
                 let _ = reply.send(result);
-            }
-            Command::Join { topic, announce } => self.core.join(topic, announce),
-            Command::Leave { topic } => {
-                self.core.leave(&topic);
-            }
-            Command::AddPeer { topic, addr } => match topic {
-                Some(topic) => self.core.handle_input(
-                    now,
-                    Input::Discovered {
-                        topic: &topic,
-                        addr,
-                        source: PeerSource::Manual,
-                    },
-                ),
-                None => self.core.add_peer(now, None, addr),
-            },
-            Command::RemovePeer { topic, addr } => self.core.remove_peer(topic.as_deref(), addr),
-            Command::Stats { reply } => {
-                let _ = reply.send(self.core.stats());
             }
             Command::Close { .. } => unreachable!("handled by the loop"),
         }

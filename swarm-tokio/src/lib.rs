@@ -241,25 +241,27 @@ impl SwarmHandle {
     /// Joins a topic (announced if `announce`). Discovery mechanisms find peers for it.
     pub fn join(&self, topic: impl AsRef<[u8]>, announce: bool) {
         let topic = Bytes::copy_from_slice(topic.as_ref());
-        let _ = self.send(Command::Join { topic, announce });
+        self.with_core(move |core, _| core.join(topic, announce));
     }
 
     /// Stops announcing and looking up a topic; connections stay.
     pub fn leave(&self, topic: impl AsRef<[u8]>) {
         let topic = Bytes::copy_from_slice(topic.as_ref());
-        let _ = self.send(Command::Leave { topic });
+        self.with_core(move |core, _| {
+            core.leave(&topic);
+        });
     }
 
     /// Dials a peer by hand (Node's `addPeer`).
     pub fn add_peer(&self, topic: Option<impl AsRef<[u8]>>, addr: SocketAddr) {
         let topic = topic.map(|t| Bytes::copy_from_slice(t.as_ref()));
-        let _ = self.send(Command::AddPeer { topic, addr });
+        self.with_core(move |core, now| core.add_peer(now, topic.as_deref(), addr));
     }
 
     /// Bans a peer (Node's `removePeer`); existing connections stay.
     pub fn remove_peer(&self, topic: Option<impl AsRef<[u8]>>, addr: SocketAddr) {
         let topic = topic.map(|t| Bytes::copy_from_slice(t.as_ref()));
-        let _ = self.send(Command::RemovePeer { topic, addr });
+        self.with_core(move |core, _| core.remove_peer(topic.as_deref(), addr));
     }
 
     /// Established connections.
@@ -280,7 +282,9 @@ impl SwarmHandle {
     /// Counters since start.
     pub async fn stats(&self) -> Result<Stats, Error> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Stats { reply })?;
+        self.with_core(move |core, _| {
+            let _ = reply.send(core.stats());
+        });
         answer.await.map_err(|_| Error::Closed)
     }
 
@@ -294,6 +298,14 @@ impl SwarmHandle {
 
     fn send(&self, command: Command) -> Result<(), Error> {
         self.commands.send(command).map_err(|_| Error::Closed)
+    }
+
+    /// Runs `f` on the core in the driver task; a closed swarm ignores it.
+    fn with_core(
+        &self,
+        f: impl FnOnce(&mut swarm_core::Swarm, swarm_core::Instant) + Send + 'static,
+    ) {
+        let _ = self.send(Command::Core(Box::new(f)));
     }
 }
 
