@@ -84,7 +84,8 @@ impl Owner {
 /// A live connection: where its socket is and what the events need to know. One per held
 /// connection, so kept small.
 struct Live {
-    local_addr: Option<SocketAddr>,
+    /// Our port (0 until known): all the events need, and a fraction of a `SocketAddr`.
+    local_port: u16,
     owner: Owner,
     /// Reached `handshaking`, so the core will report `connection-closed` for it.
     reported: bool,
@@ -93,7 +94,7 @@ struct Live {
 impl Live {
     fn new(local_addr: Option<SocketAddr>, owner: Owner) -> Self {
         Live {
-            local_addr,
+            local_port: local_addr.map_or(0, |a| a.port()),
             owner,
             reported: false,
         }
@@ -459,7 +460,10 @@ impl Driver {
     }
 
     fn on_event(&mut self, event: Event) {
-        let local_addr = event_conn(&event).and_then(|c| self.live.get(&c)?.local_addr);
+        let local_port = event_conn(&event)
+            .and_then(|c| self.live.get(&c))
+            .map(|l| l.local_port)
+            .filter(|p| *p != 0);
         match event {
             Event::Connection {
                 conn,
@@ -498,7 +502,7 @@ impl Driver {
                     }
                     _ => {}
                 }
-                let _ = self.events.send(SwarmEvent::Event { event, local_addr });
+                let _ = self.events.send(SwarmEvent::Event { event, local_port });
             }
         }
     }

@@ -51,10 +51,10 @@ use tokio::sync::{mpsc, oneshot};
 pub enum SwarmEvent {
     /// A connection completed its handshake and is kept: Node's `connection`.
     Connection(Connection),
-    /// Any other event, with our socket address if the event concerns a connection.
+    /// Any other event, with our port if the event concerns a connection.
     Event {
         event: Event,
-        local_addr: Option<SocketAddr>,
+        local_port: Option<u16>,
     },
 }
 

@@ -144,7 +144,7 @@ async fn join(args: JoinArgs) -> ExitCode {
                         None => pipe::drain(conn),
                     }
                 }
-                Some(SwarmEvent::Event { event, local_addr }) => printer.event(&event, local_addr),
+                Some(SwarmEvent::Event { event, local_port }) => printer.event(&event, local_port),
                 Some(_) => {}
                 None => break,
             },

@@ -2,7 +2,6 @@
 
 use serde_json::{json, Map, Value};
 use std::io::Write;
-use std::net::SocketAddr;
 use swarm_tokio::{ConnId, ConnInfo, Connection, Event, PeerInfo};
 
 pub struct Printer {
@@ -23,7 +22,7 @@ fn peer_fields(peer: &PeerInfo) -> Map<String, Value> {
     map
 }
 
-fn conn_fields(conn: ConnId, info: &ConnInfo, local: Option<SocketAddr>) -> Map<String, Value> {
+fn conn_fields(conn: ConnId, info: &ConnInfo, local: Option<u16>) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert("conn".into(), json!(conn.0));
     map.insert("type".into(), json!(info.transport.as_str()));
@@ -32,7 +31,7 @@ fn conn_fields(conn: ConnId, info: &ConnInfo, local: Option<SocketAddr>) -> Map<
     map.insert("port".into(), json!(info.addr.port()));
     map.insert(
         "local_port".into(),
-        local.map_or(Value::Null, |a| json!(a.port())),
+        local.map_or(Value::Null, |port| json!(port)),
     );
     map.insert("id".into(), hex_or_null(info.id.as_deref()));
     map.insert("topic".into(), hex_or_null(info.topic.as_deref()));
@@ -45,11 +44,15 @@ impl Printer {
     }
 
     pub fn connection(&self, conn: &Connection) {
-        let fields = conn_fields(conn.id(), conn.info(), conn.local_addr().ok());
+        let fields = conn_fields(
+            conn.id(),
+            conn.info(),
+            conn.local_addr().ok().map(|a| a.port()),
+        );
         self.emit("connection", fields);
     }
 
-    pub fn event(&self, event: &Event, local: Option<SocketAddr>) {
+    pub fn event(&self, event: &Event, local: Option<u16>) {
         let fields = match event {
             Event::Listening { port } => {
                 let mut map = Map::new();
