@@ -281,8 +281,7 @@ impl Driver {
                     }
                     Err(e) => {
                         tracing::debug!(?conn, error = %e, "external handshake failed");
-                        let cause = CloseCause::Remote;
-                        self.core.handle_input(now, Input::Closed { conn, cause });
+                        self.remote_closed(now, conn);
                     }
                 }
             }
@@ -342,25 +341,13 @@ impl Driver {
         }
         if let Err(e) = write_unsent(&mut hs) {
             tracing::debug!(?conn, error = %e, "handshake write failed");
-            self.core.handle_input(
-                now,
-                Input::Closed {
-                    conn,
-                    cause: CloseCause::Remote,
-                },
-            );
+            self.remote_closed(now, conn);
             return;
         }
         while self.core.wants_read(conn) {
             match hs.stream.try_read(&mut self.read_buf) {
                 Ok(0) => {
-                    self.core.handle_input(
-                        now,
-                        Input::Closed {
-                            conn,
-                            cause: CloseCause::Remote,
-                        },
-                    );
+                    self.remote_closed(now, conn);
                     return;
                 }
                 Ok(n) => {
@@ -369,18 +356,18 @@ impl Driver {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
-                    self.core.handle_input(
-                        now,
-                        Input::Closed {
-                            conn,
-                            cause: CloseCause::Remote,
-                        },
-                    );
+                    self.remote_closed(now, conn);
                     return;
                 }
             }
         }
         self.held.insert(conn, hs);
+    }
+
+    /// The network ended a connection (end of stream, reset, I/O error).
+    fn remote_closed(&mut self, now: Instant, conn: ConnId) {
+        let cause = CloseCause::Remote;
+        self.core.handle_input(now, Input::Closed { conn, cause });
     }
 
     fn track(&mut self, conn: ConnId, stream: &TcpStream) {

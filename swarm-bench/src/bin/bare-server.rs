@@ -73,9 +73,5 @@ async fn run(args: Args) -> std::io::Result<()> {
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run(args))
+    swarm_bench::server_runtime()?.block_on(run(args))
 }
