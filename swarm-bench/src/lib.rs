@@ -202,6 +202,14 @@ pub mod procfs {
     }
 }
 
+/// The runtime every benchmark server runs on, so that servers differ only in their own code.
+pub fn server_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,12 +248,4 @@ mod tests {
         procfs::cpu_us(pid).unwrap();
         assert_eq!(procfs::process_tree(pid)[0], pid);
     }
-}
-
-/// The runtime every benchmark server runs on, so that servers differ only in their own code.
-pub fn server_runtime() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
 }
