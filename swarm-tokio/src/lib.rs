@@ -23,6 +23,7 @@
 
 mod connection;
 mod driver;
+pub mod udp;
 
 pub use connection::Connection;
 pub use swarm_core::{
