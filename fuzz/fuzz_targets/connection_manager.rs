@@ -211,6 +211,7 @@ impl Harness {
                     assert!(self.issued.contains(&conn), "output for unissued {conn:?}");
                 }
                 Output::Event(event) => self.event(event),
+                Output::Transmit { .. } => {}
             }
         }
     }

@@ -57,5 +57,5 @@ pub mod time;
 pub use config::{Config, ConfigError, HandshakeMode};
 pub use event::{BanReason, ConnInfo, Event, PeerInfo, PeerSource, RejectReason, Stats, Transport};
 pub use handshake::HandshakeError;
-pub use swarm::{CloseCause, CommandError, ConnId, Input, Output, Swarm};
+pub use swarm::{CloseCause, CommandError, ConnId, Input, Output, Swarm, UdpSocket};
 pub use time::Instant;

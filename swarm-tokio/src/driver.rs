@@ -13,9 +13,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use swarm_core::{CloseCause, ConnId, Event, Input, Instant, Output, Swarm, Transport};
+use swarm_core::{CloseCause, ConnId, Event, Input, Instant, Output, Swarm, Transport, UdpSocket};
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
+
+/// Largest datagram read (libutp accepts up to 64 KiB, mDNS packets can be large too).
+const DATAGRAM_MAX: usize = 64 * 1024;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
@@ -118,6 +121,11 @@ pub(crate) struct Driver {
     readiness: FuturesUnordered<Task<(ConnId, Handshaking, bool)>>,
     read_buf: Vec<u8>,
     accept_paused_until: Option<tokio::time::Instant>,
+    /// The multicast DNS socket, when mDNS is on.
+    mdns: Option<tokio::net::UdpSocket>,
+    /// The swarm's own UDP port, when uTP or the DHT is on.
+    swarm_udp: Option<tokio::net::UdpSocket>,
+    datagram_buf: Vec<u8>,
 }
 
 impl Driver {
@@ -147,6 +155,9 @@ impl Driver {
             readiness: FuturesUnordered::new(),
             read_buf: vec![0; 4096],
             accept_paused_until: None,
+            mdns: None,
+            swarm_udp: None,
+            datagram_buf: vec![0; DATAGRAM_MAX],
         }
     }
 
@@ -185,6 +196,10 @@ impl Driver {
                 },
                 Some(report) = self.reports.recv() => self.on_report(report),
                 accepted = accept(self.listener.as_ref()), if accepting => self.on_accept(accepted),
+                (socket, received) = recv(
+                    [(UdpSocket::Mdns, self.mdns.as_ref()), (UdpSocket::Swarm, self.swarm_udp.as_ref())],
+                    &mut self.datagram_buf,
+                ) => self.on_datagram(socket, received),
                 Some((conn, result)) = self.dials.next() => self.on_dialled(conn, result),
                 Some((conn, hs, cancelled)) = self.readiness.next() => self.on_ready(conn, hs, cancelled),
                 () = &mut sleep, if wake.is_some() => {
@@ -364,6 +379,29 @@ impl Driver {
         self.held.insert(conn, hs);
     }
 
+    fn on_datagram(&mut self, socket: UdpSocket, received: io::Result<(usize, SocketAddr)>) {
+        match received {
+            Ok((len, from)) => {
+                let now = self.now();
+                let data = &self.datagram_buf[..len];
+                self.core
+                    .handle_input(now, Input::Datagram { socket, from, data });
+            }
+            // ICMP errors surface here on Linux; UDP users expect loss, so only log.
+            Err(e) => tracing::debug!(?socket, error = %e, "datagram receive failed"),
+        }
+    }
+
+    fn transmit(&self, socket: UdpSocket, to: SocketAddr, data: &[u8]) {
+        let udp = match socket {
+            UdpSocket::Mdns => self.mdns.as_ref(),
+            UdpSocket::Swarm => self.swarm_udp.as_ref(),
+        };
+        if let Some(Err(e)) = udp.map(|udp| udp.try_send_to(data, to)) {
+            tracing::debug!(?socket, %to, error = %e, "datagram dropped");
+        }
+    }
+
     /// The network ended a connection (end of stream, reset, I/O error).
     fn remote_closed(&mut self, now: Instant, conn: ConnId) {
         let cause = CloseCause::Remote;
@@ -392,6 +430,7 @@ impl Driver {
                     }
                 }
                 Output::Close { conn } => self.close(conn),
+                Output::Transmit { socket, to, data } => self.transmit(socket, to, &data),
                 Output::Event(event) => self.on_event(event),
             }
         }
@@ -532,6 +571,25 @@ fn event_conn(event: &Event) -> Option<ConnId> {
         | Event::ConnectionClosed { conn, .. } => Some(*conn),
         _ => None,
     }
+}
+
+/// The next datagram on any of the open UDP sockets.
+async fn recv(
+    sockets: [(UdpSocket, Option<&tokio::net::UdpSocket>); 2],
+    buf: &mut [u8],
+) -> (UdpSocket, io::Result<(usize, SocketAddr)>) {
+    std::future::poll_fn(|cx| {
+        for (kind, socket) in &sockets {
+            let Some(socket) = socket else { continue };
+            let mut read = tokio::io::ReadBuf::new(buf);
+            if let std::task::Poll::Ready(result) = socket.poll_recv_from(cx, &mut read) {
+                let received = result.map(|from| (read.filled().len(), from));
+                return std::task::Poll::Ready((*kind, received));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {

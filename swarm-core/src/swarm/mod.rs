@@ -37,9 +37,24 @@ pub enum CloseCause {
     Remote,
 }
 
+/// The UDP sockets a swarm uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UdpSocket {
+    /// Multicast DNS: port 5353, the mDNS group joined.
+    Mdns,
+    /// The swarm's own port (the TCP port's number): uTP, the DHT and unicast DNS.
+    Swarm,
+}
+
 /// Something that happened outside the core.
 #[derive(Clone, Debug)]
 pub enum Input<'a> {
+    /// A datagram arrived on one of the swarm's UDP sockets.
+    Datagram {
+        socket: UdpSocket,
+        from: SocketAddr,
+        data: &'a [u8],
+    },
     /// The listener is bound.
     Listening { port: u16 },
     /// An outbound transport connection requested by [`Output::Dial`] is established.
@@ -71,6 +86,12 @@ pub enum Output {
     Send { conn: ConnId, data: Bytes },
     /// Close the connection; the core has already forgotten it.
     Close { conn: ConnId },
+    /// Send a datagram; UDP may drop it, and the protocols above expect that.
+    Transmit {
+        socket: UdpSocket,
+        to: SocketAddr,
+        data: Bytes,
+    },
     /// Tell the application.
     Event(Event),
 }
@@ -268,7 +289,14 @@ impl Swarm {
                 let topic = Bytes::copy_from_slice(topic);
                 self.discovered(now, Some(topic), addr, source);
             }
+            Input::Datagram { socket, from, data } => self.on_datagram(now, socket, from, data),
         }
+    }
+
+    /// Routes a datagram to the protocol that owns it.
+    fn on_datagram(&mut self, _now: Instant, socket: UdpSocket, from: SocketAddr, data: &[u8]) {
+        // No datagram protocol is composed in yet (mDNS, DHT and uTP come as sub-machines).
+        tracing::trace!(?socket, %from, len = data.len(), "datagram ignored");
     }
 
     /// Runs every timer due at `now`.
