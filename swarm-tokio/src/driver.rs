@@ -95,9 +95,9 @@ struct Live {
 }
 
 impl Live {
-    fn new(local_addr: Option<SocketAddr>, owner: Owner) -> Self {
+    fn new(local_port: u16, owner: Owner) -> Self {
         Live {
-            local_port: local_addr.map_or(0, |a| a.port()),
+            local_port,
             owner,
             reported: false,
         }
@@ -316,7 +316,9 @@ impl Driver {
         };
         let now = self.now();
         if let Ok(conn) = self.core.accept(now, remote, Transport::Tcp) {
-            self.track(conn, &stream);
+            // An accepted socket's local port is the listener's: no getsockname per connection.
+            let port = self.core.port().unwrap_or_default();
+            self.live.insert(conn, Live::new(port, Owner::Driver));
             let hs = Handshaking {
                 stream,
                 unsent: Bytes::new(),
@@ -330,7 +332,8 @@ impl Driver {
         match result {
             None => {} // cancelled by the core
             Some(Ok(stream)) => {
-                self.track(conn, &stream);
+                let port = stream.local_addr().map_or(0, |a| a.port());
+                self.live.insert(conn, Live::new(port, Owner::Driver));
                 let hs = Handshaking {
                     stream,
                     unsent: Bytes::new(),
@@ -408,11 +411,6 @@ impl Driver {
         self.core.handle_input(now, Input::Closed { conn, cause });
     }
 
-    fn track(&mut self, conn: ConnId, stream: &TcpStream) {
-        let live = Live::new(stream.local_addr().ok(), Owner::Driver);
-        self.live.insert(conn, live);
-    }
-
     /// Carries out the core's outputs, then hands every socket still held back to a readiness
     /// future (or parks it while the core defers it).
     fn drain(&mut self) {
@@ -463,8 +461,7 @@ impl Driver {
             return;
         }
         let (cancel, cancelled) = oneshot::channel::<()>();
-        self.live
-            .insert(conn, Live::new(None, Owner::Future(cancel)));
+        self.live.insert(conn, Live::new(0, Owner::Future(cancel)));
         self.dials.push(Box::pin(async move {
             tokio::select! {
                 biased;

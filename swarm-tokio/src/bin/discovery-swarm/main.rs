@@ -138,11 +138,13 @@ async fn join(args: JoinArgs) -> ExitCode {
         tokio::select! {
             event = swarm.next() => match event {
                 Some(SwarmEvent::Connection(conn)) => {
-                    printer.connection(&conn);
+                    // Announce only once attached, so input written after the event reaches it.
+                    let announcement = printer.connection_line(&conn);
                     match &pipe {
                         Some(pipe) => pipe.attach(conn),
                         None => pipe::drain(conn),
                     }
+                    printer.write(announcement);
                 }
                 Some(SwarmEvent::Event { event, local_port }) => printer.event(&event, local_port),
                 Some(_) => {}

@@ -43,13 +43,13 @@ impl Printer {
         Printer { json, to_stderr }
     }
 
-    pub fn connection(&self, conn: &Connection) {
-        let fields = conn_fields(
-            conn.id(),
-            conn.info(),
-            conn.local_addr().ok().map(|a| a.port()),
-        );
-        self.emit("connection", fields);
+    /// The `connection` event's fields, to be written with [`Printer::write`].
+    pub fn connection_line(&self, conn: &Connection) -> Map<String, Value> {
+        let local_port = conn.local_addr().ok().map(|a| a.port());
+        event_line(
+            "connection",
+            conn_fields(conn.id(), conn.info(), local_port),
+        )
     }
 
     pub fn event(&self, event: &Event, local: Option<u16>) {
@@ -98,13 +98,10 @@ impl Printer {
     }
 
     fn emit(&self, name: &str, fields: Map<String, Value>) {
-        let mut line = Map::new();
-        line.insert("event".into(), json!(name));
-        line.extend(fields);
-        self.write(line);
+        self.write(event_line(name, fields));
     }
 
-    fn write(&self, fields: Map<String, Value>) {
+    pub fn write(&self, fields: Map<String, Value>) {
         let line = if self.json {
             Value::Object(fields).to_string()
         } else {
@@ -118,6 +115,13 @@ impl Printer {
         // A closed output (e.g. `| head`) is not worth a panic.
         let _ = result;
     }
+}
+
+fn event_line(name: &str, fields: Map<String, Value>) -> Map<String, Value> {
+    let mut line = Map::new();
+    line.insert("event".into(), json!(name));
+    line.extend(fields);
+    line
 }
 
 fn human(fields: &Map<String, Value>) -> String {
