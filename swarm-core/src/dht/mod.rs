@@ -7,6 +7,8 @@
 
 pub mod bencode;
 pub mod krpc;
+pub mod routing;
+pub mod tokens;
 
 use core::fmt;
 
