@@ -1,5 +1,5 @@
 //! Mainline DHT (BEP 5), sans-IO: bencode and KRPC codecs, the routing table, announce
-//! tokens and the peer store, and `DhtNode`, which composes them (node to come).
+//! tokens and the peer store, and [`DhtNode`], which composes them.
 //!
 //! Wire behaviour follows BEP 5 and interoperates with Node's `bittorrent-dht` 7.10 (see
 //! PROTOCOLS.md section 4); where Node departs from BEP 5 we accept what it sends but behave
@@ -7,8 +7,12 @@
 
 pub mod bencode;
 pub mod krpc;
+mod lookup;
+mod node;
 pub mod routing;
 pub mod tokens;
+
+pub use node::{DhtConfig, DhtEvent, DhtNode, LookupId};
 
 use core::fmt;
 
