@@ -1,0 +1,85 @@
+//! Mainline DHT (BEP 5), sans-IO: bencode and KRPC codecs, the routing table, announce
+//! tokens and the peer store, and [`DhtNode`], which composes them.
+//!
+//! Wire behaviour follows BEP 5 and interoperates with Node's `bittorrent-dht` 7.10 (see
+//! PROTOCOLS.md section 4); where Node departs from BEP 5 we accept what it sends but behave
+//! as BEP 5 asks (K closest nodes only, error replies, expiring peers).
+
+pub mod bencode;
+pub mod krpc;
+mod lookup;
+mod node;
+pub mod routing;
+pub mod tokens;
+
+pub use node::{DhtConfig, DhtEvent, DhtNode, LookupId};
+
+use core::fmt;
+
+/// A 160-bit node id or info-hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct NodeId(pub [u8; 20]);
+
+impl NodeId {
+    /// Exact XOR distance; compares as a big-endian 160-bit number.
+    pub fn distance(&self, other: &NodeId) -> NodeId {
+        let mut d = [0u8; 20];
+        for (i, b) in d.iter_mut().enumerate() {
+            *b = self.0[i] ^ other.0[i];
+        }
+        NodeId(d)
+    }
+
+    /// Leading bits shared with `other` (160 when equal).
+    pub fn common_prefix_len(&self, other: &NodeId) -> usize {
+        for (i, (a, b)) in self.0.iter().zip(other.0.iter()).enumerate() {
+            let x = a ^ b;
+            if x != 0 {
+                return i * 8 + x.leading_zeros() as usize;
+            }
+        }
+        160
+    }
+
+    /// SHA-1 of `data`: the info-hash of a topic (PROTOCOLS.md section 2).
+    pub fn sha1(data: &[u8]) -> NodeId {
+        NodeId(sha1_smol::Sha1::from(data).digest().bytes())
+    }
+
+    pub fn from_slice(b: &[u8]) -> Option<NodeId> {
+        b.try_into().ok().map(NodeId)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_hash_matches_node() {
+        // PROTOCOLS.md section 2, verified against Node.
+        let h = NodeId::sha1(b"ubuntu-14.04");
+        let hex: String = h.0.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "30b411f5ef231e34acc17e0065a8fed2d72116fd");
+    }
+
+    #[test]
+    fn distance_and_prefix() {
+        let a = NodeId([0; 20]);
+        let mut b = NodeId([0; 20]);
+        b.0[2] = 0b0001_0000;
+        assert_eq!(a.common_prefix_len(&b), 19);
+        assert_eq!(a.common_prefix_len(&a), 160);
+        assert_eq!(a.distance(&b), b);
+        assert!(a.distance(&b) > a.distance(&a));
+    }
+}

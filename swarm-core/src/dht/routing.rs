@@ -1,0 +1,447 @@
+//! The routing table of BEP 5: K-buckets over the 160-bit XOR metric.
+//!
+//! Buckets are kept as a list indexed by the length of the prefix a contact shares with our
+//! id; the last bucket holds every contact sharing at least its index bits. Splitting the last
+//! bucket is exactly "split only the bucket containing our id", so the table holds at most
+//! 160 buckets of [`K`] contacts and one pending newcomer each: bounded memory whatever ids a
+//! sender invents. Contacts are also capped per IP address, so one host cannot fill the
+//! table with fake ids.
+
+use super::NodeId;
+use crate::time::Instant;
+use crate::{new_map, Map};
+use core::time::Duration;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// Contacts per bucket. BEP 5's 8 rather than Node's 20: `find_node` and `get_peers` replies
+/// then carry 8 compact nodes (208 bytes), which fits one small datagram and keeps our reply
+/// to an unauthenticated query close to the size of the query (no amplification); 8 is what
+/// libtorrent and most of the public network use, and Node peers, which query the 20 closest
+/// they know, still reach the nodes we announce to. A lookup still collects a wider frontier
+/// (see the node), so fewer contacts per bucket costs us no lookup accuracy.
+pub const K: usize = 8;
+/// BEP 5: a node is good if it answered us within the last 15 minutes.
+pub const FRESHNESS: Duration = Duration::from_secs(15 * 60);
+/// Queries in a row a contact failed before it is bad. Not 1: without retransmission a
+/// single lost datagram would otherwise evict a healthy node.
+pub const MAX_FAILS: u8 = 2;
+
+/// How we heard from a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// It answered one of our queries: reachable at that address.
+    Response,
+    /// It queried us.
+    Query,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    Good,
+    Questionable,
+    Bad,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub id: NodeId,
+    pub addr: SocketAddrV4,
+    last_response: Option<Instant>,
+    last_query: Option<Instant>,
+    fails: u8,
+}
+
+impl Contact {
+    fn new(now: Instant, id: NodeId, addr: SocketAddrV4, seen: Seen) -> Contact {
+        let mut c = Contact {
+            id,
+            addr,
+            last_response: None,
+            last_query: None,
+            fails: 0,
+        };
+        c.touch(now, seen);
+        c
+    }
+
+    fn touch(&mut self, now: Instant, seen: Seen) {
+        match seen {
+            Seen::Response => {
+                self.last_response = Some(now);
+                self.fails = 0;
+            }
+            Seen::Query => self.last_query = Some(now),
+        }
+    }
+
+    /// BEP 5's states: good if it answered within 15 min, or ever answered and queried us
+    /// within 15 min; bad after [`MAX_FAILS`] unanswered queries in a row.
+    pub fn state(&self, now: Instant) -> NodeState {
+        let fresh = |t: Option<Instant>| t.is_some_and(|t| now - t < FRESHNESS);
+        if self.fails >= MAX_FAILS {
+            NodeState::Bad
+        } else if fresh(self.last_response)
+            || (self.last_response.is_some() && fresh(self.last_query))
+        {
+            NodeState::Good
+        } else {
+            NodeState::Questionable
+        }
+    }
+
+    fn last_active(&self) -> Instant {
+        self.last_response.max(self.last_query).unwrap_or_default()
+    }
+}
+
+/// What [`RoutingTable::heard_from`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Insert {
+    Added,
+    /// Already known at that address: its state was refreshed.
+    Refreshed,
+    /// The bucket is full of good nodes, or the sender is not acceptable.
+    Dropped,
+    /// The bucket is full but holds this questionable contact: ping it, and the newcomer
+    /// (held as the bucket's pending contact) replaces it if it turns bad.
+    Ping(NodeId, SocketAddrV4),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Bucket {
+    contacts: Vec<Contact>,
+    pending: Option<Contact>,
+}
+
+/// See the module docs.
+pub struct RoutingTable {
+    own: NodeId,
+    buckets: Vec<Bucket>,
+    per_ip: Map<Ipv4Addr, u16>,
+    max_per_ip: u16,
+}
+
+impl RoutingTable {
+    pub fn new(own: NodeId, seed: u64, max_per_ip: u16) -> Self {
+        RoutingTable {
+            own,
+            buckets: vec![Bucket::default()],
+            per_ip: new_map(seed),
+            max_per_ip: max_per_ip.max(1),
+        }
+    }
+
+    pub fn own_id(&self) -> NodeId {
+        self.own
+    }
+
+    /// Contacts held (pending ones excluded).
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(|b| b.contacts.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn index(&self, id: &NodeId) -> usize {
+        self.own.common_prefix_len(id).min(self.buckets.len() - 1)
+    }
+
+    pub fn get(&self, id: &NodeId) -> Option<&Contact> {
+        self.buckets[self.index(id)]
+            .contacts
+            .iter()
+            .find(|c| c.id == *id)
+    }
+
+    /// Records that `id` at `addr` answered us or queried us, inserting it if there is room.
+    pub fn heard_from(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        addr: SocketAddrV4,
+        seen: Seen,
+    ) -> Insert {
+        if id == self.own || addr.port() == 0 || addr.ip().is_unspecified() {
+            return Insert::Dropped;
+        }
+        loop {
+            let last = self.buckets.len() - 1;
+            let i = self.index(&id);
+            let bucket = &mut self.buckets[i];
+            if let Some(c) = bucket.contacts.iter_mut().find(|c| c.id == id) {
+                // A known id at a new address is ignored: moving it would let anyone hijack
+                // a contact by sending one datagram with its id.
+                if c.addr != addr {
+                    return Insert::Dropped;
+                }
+                c.touch(now, seen);
+                return Insert::Refreshed;
+            }
+            if self.per_ip.get(addr.ip()).copied().unwrap_or(0) >= self.max_per_ip {
+                return Insert::Dropped;
+            }
+            let bucket = &mut self.buckets[i];
+            let newcomer = Contact::new(now, id, addr, seen);
+            if bucket.contacts.len() < K {
+                bucket.contacts.push(newcomer);
+            } else if let Some(bad) = bucket
+                .contacts
+                .iter()
+                .position(|c| c.state(now) == NodeState::Bad)
+            {
+                let old = core::mem::replace(&mut bucket.contacts[bad], newcomer);
+                self.release_ip(old.addr);
+            } else if i == last && last < 159 {
+                self.split();
+                continue;
+            } else {
+                if bucket.pending.is_some() {
+                    return Insert::Dropped;
+                }
+                let Some(oldest) = bucket
+                    .contacts
+                    .iter()
+                    .filter(|c| c.state(now) == NodeState::Questionable)
+                    .min_by_key(|c| c.last_active())
+                else {
+                    return Insert::Dropped;
+                };
+                let ping = Insert::Ping(oldest.id, oldest.addr);
+                bucket.pending = Some(newcomer);
+                return ping;
+            }
+            *self.per_ip.entry(*addr.ip()).or_insert(0) += 1;
+            return Insert::Added;
+        }
+    }
+
+    /// A query to `id` went unanswered. A contact that becomes bad is replaced by its
+    /// bucket's pending newcomer, if any.
+    pub fn failed(&mut self, now: Instant, id: &NodeId) {
+        let i = self.index(id);
+        let bucket = &mut self.buckets[i];
+        let Some(pos) = bucket.contacts.iter().position(|c| c.id == *id) else {
+            return;
+        };
+        let c = &mut bucket.contacts[pos];
+        c.fails = c.fails.saturating_add(1);
+        if c.state(now) == NodeState::Bad {
+            if let Some(newcomer) = bucket.pending.take() {
+                let addr = newcomer.addr;
+                let old = core::mem::replace(&mut bucket.contacts[pos], newcomer);
+                self.release_ip(old.addr);
+                *self.per_ip.entry(*addr.ip()).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// The ping-before-evict probe of `id` was answered: the newcomer waiting on it is
+    /// dropped (BEP 5 keeps good old nodes).
+    pub fn ping_answered(&mut self, id: &NodeId) {
+        let i = self.index(id);
+        self.buckets[i].pending = None;
+    }
+
+    /// Makes sure the contact is counted bad after a ping timeout, so the pending newcomer
+    /// takes its place even if it had failed fewer than [`MAX_FAILS`] times before.
+    pub fn ping_failed(&mut self, now: Instant, id: &NodeId) {
+        while self.get(id).is_some_and(|c| c.state(now) != NodeState::Bad) {
+            self.failed(now, id);
+        }
+    }
+
+    fn release_ip(&mut self, addr: SocketAddrV4) {
+        if let Some(n) = self.per_ip.get_mut(addr.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(addr.ip());
+            }
+        }
+    }
+
+    fn split(&mut self) {
+        let last = self.buckets.len() - 1;
+        let old = core::mem::take(&mut self.buckets[last].contacts);
+        self.buckets[last].pending = None;
+        let own = self.own;
+        let (far, near): (Vec<_>, Vec<_>) = old
+            .into_iter()
+            .partition(|c| own.common_prefix_len(&c.id) == last);
+        self.buckets[last].contacts = far;
+        self.buckets.push(Bucket {
+            contacts: near,
+            pending: None,
+        });
+    }
+
+    /// Up to `n` contacts that are not bad, closest to `target` first.
+    pub fn closest(&self, now: Instant, target: &NodeId, n: usize) -> Vec<Contact> {
+        let mut all: Vec<&Contact> = self
+            .buckets
+            .iter()
+            .flat_map(|b| b.contacts.iter())
+            .filter(|c| c.state(now) != NodeState::Bad)
+            .collect();
+        all.sort_unstable_by_key(|c| c.id.distance(target));
+        all.into_iter().take(n).cloned().collect()
+    }
+
+    /// Every contact, for tests and statistics.
+    pub fn iter(&self) -> impl Iterator<Item = &Contact> {
+        self.buckets.iter().flat_map(|b| b.contacts.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id_with_prefix(own: &NodeId, cpl: usize, salt: u8) -> NodeId {
+        let mut id = *own;
+        id.0[cpl / 8] ^= 0x80 >> (cpl % 8);
+        id.0[19] ^= salt.wrapping_add(1);
+        if cpl >= 152 {
+            id.0[19] = own.0[19] ^ (0x80 >> (cpl % 8));
+        }
+        id
+    }
+
+    fn addr(i: u32) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), 6881)
+    }
+
+    const T0: Instant = Instant::ZERO;
+
+    #[test]
+    fn splits_only_own_bucket_and_stays_bounded() {
+        let own = NodeId([0x55; 20]);
+        let mut table = RoutingTable::new(own, 1, 1);
+        // 20 far nodes (prefix 0) fill bucket 0 only to K.
+        for s in 0..20 {
+            table.heard_from(
+                T0,
+                id_with_prefix(&own, 0, s),
+                addr(u32::from(s)),
+                Seen::Response,
+            );
+        }
+        assert_eq!(table.len(), K);
+        // Close nodes make the table split towards our id.
+        for cpl in 1..40 {
+            table.heard_from(
+                T0,
+                id_with_prefix(&own, cpl, 0),
+                addr(1000 + cpl as u32),
+                Seen::Response,
+            );
+        }
+        assert!(table.bucket_count() > 30);
+        assert!(table.len() <= K * table.bucket_count());
+        for (i, b) in table
+            .buckets
+            .iter()
+            .enumerate()
+            .take(table.bucket_count() - 1)
+        {
+            assert!(b.contacts.iter().all(|c| own.common_prefix_len(&c.id) == i));
+        }
+    }
+
+    #[test]
+    fn poisoning_from_one_ip_is_capped() {
+        let own = NodeId([0; 20]);
+        let mut table = RoutingTable::new(own, 1, 2);
+        for i in 0..5000u32 {
+            let mut id = [0xff; 20];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            table.heard_from(
+                T0,
+                NodeId(id),
+                SocketAddrV4::new(Ipv4Addr::new(6, 6, 6, 6), 1 + i as u16),
+                Seen::Query,
+            );
+        }
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn ping_before_evict() {
+        let own = NodeId([0; 20]);
+        let mut table = RoutingTable::new(own, 1, 1);
+        // Bucket 0 (ids starting with bit 1) is not ours, so it never splits.
+        let far = |s: u8| {
+            let mut id = [0u8; 20];
+            id[0] = 0x80;
+            id[19] = s;
+            NodeId(id)
+        };
+        for s in 0..K as u8 {
+            table.heard_from(T0, far(s), addr(u32::from(s)), Seen::Response);
+        }
+        // Still good: a newcomer is dropped.
+        let later = T0 + Duration::from_secs(60);
+        assert_eq!(
+            table.heard_from(later, far(100), addr(100), Seen::Response),
+            Insert::Dropped
+        );
+        // After 15 minutes they are questionable: ping the least recently seen.
+        let stale = T0 + FRESHNESS + Duration::from_secs(1);
+        table.heard_from(stale, far(1), addr(1), Seen::Response);
+        let Insert::Ping(victim, _) = table.heard_from(stale, far(100), addr(100), Seen::Response)
+        else {
+            panic!("expected a ping");
+        };
+        assert_ne!(victim, far(1));
+        // Only one newcomer waits per bucket.
+        assert_eq!(
+            table.heard_from(stale, far(101), addr(101), Seen::Response),
+            Insert::Dropped
+        );
+        table.ping_failed(stale, &victim);
+        assert!(table.get(&victim).is_none());
+        assert!(table.get(&far(100)).is_some());
+        assert_eq!(table.len(), K);
+    }
+
+    #[test]
+    fn closest_is_exact_and_capped() {
+        let own = NodeId([0; 20]);
+        let mut table = RoutingTable::new(own, 1, 1);
+        for i in 0..200u32 {
+            let id = NodeId::sha1(&i.to_be_bytes());
+            table.heard_from(T0, id, addr(i), Seen::Response);
+        }
+        let target = NodeId::sha1(b"target");
+        let got = table.closest(T0, &target, K);
+        assert_eq!(got.len(), K);
+        let mut all: Vec<_> = table.iter().map(|c| c.id.distance(&target)).collect();
+        all.sort();
+        let got: Vec<_> = got.iter().map(|c| c.id.distance(&target)).collect();
+        assert_eq!(got, all[..K]);
+    }
+
+    #[test]
+    fn known_id_is_not_moved() {
+        let own = NodeId([0; 20]);
+        let mut table = RoutingTable::new(own, 1, 1);
+        let id = NodeId([9; 20]);
+        assert_eq!(
+            table.heard_from(T0, id, addr(1), Seen::Query),
+            Insert::Added
+        );
+        assert_eq!(
+            table.heard_from(T0, id, addr(2), Seen::Response),
+            Insert::Dropped
+        );
+        assert_eq!(table.get(&id).unwrap().addr, addr(1));
+        assert_eq!(table.get(&id).unwrap().state(T0), NodeState::Questionable);
+        table.heard_from(T0, id, addr(1), Seen::Response);
+        assert_eq!(table.get(&id).unwrap().state(T0), NodeState::Good);
+    }
+}

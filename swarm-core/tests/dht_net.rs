@@ -1,0 +1,208 @@
+//! Many `DhtNode`s on a simulated network: a deterministic in-memory datagram queue and a
+//! virtual clock, no sockets and no sleeping.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Duration;
+use swarm_core::dht::{DhtConfig, DhtEvent, DhtNode, NodeId};
+use swarm_core::Instant;
+
+/// (delivery time, sequence, from, to, datagram)
+type InFlight = (Instant, u64, usize, SocketAddr, Vec<u8>);
+
+struct Net {
+    nodes: Vec<DhtNode>,
+    addrs: Vec<SocketAddr>,
+    index: HashMap<SocketAddr, usize>,
+    queue: BinaryHeap<Reverse<InFlight>>,
+    now: Instant,
+    seq: u64,
+    events: Vec<(usize, DhtEvent)>,
+    sent: usize,
+    /// Drop one datagram in n (0: none).
+    drop_every: u64,
+}
+
+fn node_addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250) as u8 + 1], 6881))
+}
+
+impl Net {
+    fn new(n: usize, drop_every: u64) -> Net {
+        let addrs: Vec<SocketAddr> = (0..n).map(node_addr).collect();
+        let nodes = (0..n)
+            .map(|i| {
+                let mut config = DhtConfig::new(1000 + i as u64);
+                if i > 0 {
+                    config.bootstrap = vec![addrs[0]];
+                }
+                DhtNode::new(config, Instant::ZERO)
+            })
+            .collect();
+        Net {
+            index: addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect(),
+            nodes,
+            addrs,
+            queue: BinaryHeap::new(),
+            now: Instant::ZERO,
+            seq: 0,
+            events: Vec::new(),
+            sent: 0,
+            drop_every,
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        while let Some((to, data)) = self.nodes[i].poll_transmit() {
+            self.seq += 1;
+            self.sent += 1;
+            // Loss decided by a hash of the sequence number: deterministic, not periodic.
+            let h = self.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+            if self.drop_every != 0 && h % self.drop_every == 0 {
+                continue;
+            }
+            // 5-25 ms latency, varying per datagram but fixed by the sequence number.
+            let at = self.now + Duration::from_millis(5 + self.seq * 7 % 21);
+            self.queue
+                .push(Reverse((at, self.seq, i, to, data.to_vec())));
+        }
+        while let Some(e) = self.nodes[i].poll_event() {
+            self.events.push((i, e));
+        }
+    }
+
+    /// Runs the network until `until` (virtual time).
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter_map(DhtNode::poll_timeout)
+                .min()
+                .unwrap_or(until);
+            let next_packet = self.queue.peek().map(|Reverse(p)| p.0);
+            let next = next_packet.map_or(next_timer, |p| p.min(next_timer));
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(next);
+            if next_packet == Some(next) {
+                let Reverse((_, _, from, to, data)) = self.queue.pop().unwrap();
+                if let Some(&j) = self.index.get(&to) {
+                    self.nodes[j].handle_datagram(self.now, self.addrs[from], &data);
+                    self.flush(j);
+                }
+            } else {
+                for i in 0..self.nodes.len() {
+                    if self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                        self.nodes[i].handle_timeout(self.now);
+                        self.flush(i);
+                    }
+                }
+            }
+        }
+    }
+
+    fn later(&self, ms: u64) -> Instant {
+        self.now + Duration::from_millis(ms)
+    }
+}
+
+fn run_scenario(n: usize, drop_every: u64) -> (Net, Vec<SocketAddrV4>) {
+    let mut net = Net::new(n, drop_every);
+    // Nodes join one after another, each bootstrapping through node 0.
+    for i in 1..n {
+        let now = net.now;
+        net.nodes[i].bootstrap(now);
+        net.flush(i);
+        let t = net.later(100);
+        net.run_until(t);
+    }
+    let t = net.later(120_000);
+    net.run_until(t);
+    let bootstraps = net
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, DhtEvent::LookupDone { .. }))
+        .count();
+    assert!(bootstraps >= n - 1, "every bootstrap lookup terminates");
+    for (i, node) in net.nodes.iter().enumerate() {
+        assert!(!node.table().is_empty(), "node {i} knows nobody");
+        assert_eq!(node.in_flight(), 0);
+    }
+
+    let info_hash = NodeId::sha1(b"a topic");
+    let (announcer, seeker) = (n / 3, n - 2);
+    let now = net.now;
+    let announce = net.nodes[announcer].announce(now, info_hash, 7000, false);
+    net.flush(announcer);
+    let t = net.later(20_000);
+    net.run_until(t);
+    let acked = net.events.iter().find_map(|(i, e)| match e {
+        DhtEvent::AnnounceDone { lookup, acked, .. } if *i == announcer && *lookup == announce => {
+            Some(*acked)
+        }
+        _ => None,
+    });
+    assert!(acked.unwrap() > 0, "announce stored somewhere: {acked:?}");
+
+    net.events.clear();
+    let now = net.now;
+    let lookup = net.nodes[seeker].get_peers(now, info_hash);
+    net.flush(seeker);
+    let t = net.later(20_000);
+    net.run_until(t);
+    let mut found = Vec::new();
+    let mut done = false;
+    for (i, e) in &net.events {
+        assert_eq!(*i, seeker);
+        match e {
+            DhtEvent::Peer {
+                lookup: l,
+                info_hash: h,
+                addr,
+            } if *l == lookup => {
+                assert_eq!(*h, info_hash);
+                found.push(*addr);
+            }
+            DhtEvent::LookupDone { lookup: l, .. } if *l == lookup => done = true,
+            _ => {}
+        }
+    }
+    assert!(done, "lookup terminates");
+    (net, found)
+}
+
+fn announcer_addr(n: usize) -> SocketAddrV4 {
+    match node_addr(n / 3) {
+        SocketAddr::V4(a) => SocketAddrV4::new(*a.ip(), 7000),
+        SocketAddr::V6(_) => unreachable!(),
+    }
+}
+
+#[test]
+fn a_peer_announced_by_one_node_is_found_by_another() {
+    let n = 150;
+    let (net, found) = run_scenario(n, 0);
+    assert_eq!(found, [announcer_addr(n)]);
+    // Responders answer with at most K nodes, so nothing here floods: a loose bound on the
+    // datagrams the whole run needed.
+    assert!(net.sent < n * 200, "sent {} datagrams", net.sent);
+}
+
+#[test]
+fn lookups_succeed_with_datagram_loss() {
+    let n = 80;
+    let (_net, found) = run_scenario(n, 10);
+    assert_eq!(found, [announcer_addr(n)]);
+}
+
+#[test]
+fn simulation_is_deterministic() {
+    let (a, _) = run_scenario(40, 10);
+    let (b, _) = run_scenario(40, 10);
+    assert_eq!(a.sent, b.sent);
+    assert_eq!(a.events, b.events);
+}
