@@ -20,6 +20,7 @@
 //!             Output::Dial { conn, addr, transport } => { /* open a connection */ }
 //!             Output::Send { conn, data } => { /* write data */ }
 //!             Output::Close { conn } => { /* close the socket */ }
+//!             Output::Transmit { socket, to, data } => { /* send a datagram */ }
 //!             Output::Event(event) => { /* tell the application */ }
 //!         }
 //!     }
