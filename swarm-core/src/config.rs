@@ -62,6 +62,11 @@ pub struct Config {
     pub max_peers: usize,
     /// Who performs the handshake.
     pub handshake: HandshakeMode,
+    /// The Mainline DHT, if on. Its bootstrap list is the caller's: nothing here defaults to
+    /// a public node.
+    pub dht: Option<crate::dht::DhtConfig>,
+    /// A fixed interval between DHT rounds per topic instead of Node's jittered 10-15 min.
+    pub dht_interval: Option<Duration>,
     /// Seed of the core's random number generator.
     pub seed: u64,
 }
@@ -109,6 +114,8 @@ impl Config {
             max_id_len: DEFAULT_MAX_ID_LEN,
             max_peers: 10_000,
             handshake: HandshakeMode::Builtin,
+            dht: None,
+            dht_interval: None,
             seed,
         }
     }
@@ -157,6 +164,14 @@ impl Config {
     /// Sets the relative retry jitter.
     pub fn with_retry_jitter(mut self, jitter: f64) -> Self {
         self.retry_jitter = jitter;
+        self
+    }
+
+    /// Turns the Mainline DHT on, bootstrapping from `bootstrap` (never a default here).
+    pub fn with_dht(mut self, bootstrap: Vec<std::net::SocketAddr>) -> Self {
+        let mut dht = crate::dht::DhtConfig::new(self.seed);
+        dht.bootstrap = bootstrap;
+        self.dht = Some(dht);
         self
     }
 

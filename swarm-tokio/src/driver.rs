@@ -253,10 +253,11 @@ impl Driver {
         match command {
             Command::Core(run) => run(&mut self.core, now),
             Command::Listen { port, reply } => {
-                let result = bind(port).await.and_then(|listener| {
-                    let port = listener.local_addr()?.port();
+                let with_udp = self.core.config().dht.is_some();
+                let result = bind(port, with_udp).await.map(|(listener, udp, port)| {
                     self.listener = Some(listener);
-                    Ok(port)
+                    self.swarm_udp = udp;
+                    port
                 });
                 if let Ok(port) = result {
                     self.core.handle_input(now, Input::Listening { port });
@@ -597,7 +598,32 @@ async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, Socket
 }
 
 /// Binds dual-stack like Node (`::`), falling back to IPv4 where IPv6 is unavailable.
-async fn bind(port: u16) -> io::Result<TcpListener> {
+type Bound = (TcpListener, Option<tokio::net::UdpSocket>, u16);
+
+/// Binds TCP, and with `with_udp` UDP on the same port number, as Node does: when the UDP
+/// port is taken and any port would do, both are tried again on a fresh port.
+async fn bind(port: u16, with_udp: bool) -> io::Result<Bound> {
+    const ATTEMPTS: usize = 16;
+    for _ in 0..ATTEMPTS {
+        let listener = bind_tcp(port).await?;
+        let bound = listener.local_addr()?.port();
+        if !with_udp {
+            return Ok((listener, None, bound));
+        }
+        match tokio::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, bound)).await {
+            Ok(udp) => return Ok((listener, Some(udp), bound)),
+            Err(e) if port != 0 => return Err(e),
+            Err(_) => continue,
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no port free for both TCP and UDP",
+    ))
+}
+
+/// Dual-stack like Node (`::`), falling back to IPv4 where IPv6 is unavailable.
+async fn bind_tcp(port: u16) -> io::Result<TcpListener> {
     match TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port)).await {
         Ok(listener) => Ok(listener),
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(e),

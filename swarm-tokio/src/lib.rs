@@ -153,6 +153,13 @@ impl SwarmBuilder {
         self
     }
 
+    /// Turns the Mainline DHT on (shared UDP port, the TCP port's number), bootstrapping from
+    /// `bootstrap`. There is no default list yet: nothing is contacted that was not named.
+    pub fn dht(mut self, bootstrap: Vec<SocketAddr>) -> Self {
+        self.config = self.config.with_dht(bootstrap);
+        self
+    }
+
     /// Relative jitter on retry waits, in `[0, 1)`.
     pub fn retry_jitter(mut self, jitter: f64) -> Self {
         self.config.retry_jitter = jitter;
@@ -242,7 +249,7 @@ impl SwarmHandle {
     /// Joins a topic (announced if `announce`). Discovery mechanisms find peers for it.
     pub fn join(&self, topic: impl AsRef<[u8]>, announce: bool) {
         let topic = Bytes::copy_from_slice(topic.as_ref());
-        self.with_core(move |core, _| core.join(topic, announce));
+        self.with_core(move |core, now| core.join(now, topic, announce));
     }
 
     /// Stops announcing and looking up a topic; connections stay.

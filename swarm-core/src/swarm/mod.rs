@@ -4,6 +4,7 @@
 
 mod conn;
 mod dial;
+mod discovery;
 
 use crate::config::{Config, ConfigError};
 use crate::dedup::Side;
@@ -18,6 +19,7 @@ use crate::{new_map, Map};
 use bytes::Bytes;
 use conn::{Conn, ConnState};
 use dial::{Attempt, AttemptId};
+use discovery::Topic;
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{BTreeSet, VecDeque};
@@ -126,6 +128,7 @@ enum Timer {
     UtpGrace(AttemptId),
     Handshake(ConnId),
     Retry(Box<PeerKey>),
+    DhtRound(Bytes),
 }
 
 /// Pending (id not yet known) connections per host, by transport and direction, so the
@@ -154,7 +157,10 @@ pub struct Swarm {
     registry: Registry,
     pending: Map<IpAddr, PendingCounts>,
     deferred: Map<IpAddr, Vec<ConnId>>,
-    topics: Map<Bytes, bool>,
+    topics: Map<Bytes, Topic>,
+    topic_by_hash: Map<crate::dht::NodeId, Bytes>,
+    /// The Mainline DHT node, when enabled.
+    dht: Option<crate::dht::DhtNode>,
     /// Dials in flight plus connections from `handshaking` until closed (Node's
     /// `totalConnections`).
     total: usize,
@@ -169,6 +175,10 @@ impl Swarm {
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
         let seed = config.seed;
+        let dht = config
+            .dht
+            .clone()
+            .map(|dht| crate::dht::DhtNode::new(dht, Instant::ZERO));
         Ok(Swarm {
             handshake_bytes: encode_handshake(&config.id),
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
@@ -182,6 +192,8 @@ impl Swarm {
             pending: new_map(seed),
             deferred: new_map(seed),
             topics: new_map(seed),
+            topic_by_hash: new_map(seed),
+            dht,
             total: 0,
             established: 0,
             next_id: 0,
@@ -232,7 +244,7 @@ impl Swarm {
 
     /// Joined topics and whether each is announced.
     pub fn topics(&self) -> impl Iterator<Item = (&Bytes, bool)> {
-        self.topics.iter().map(|(t, a)| (t, *a))
+        self.topics.iter().map(|(t, state)| (t, state.announce))
     }
 
     /// The next output, if any. New outputs appear after any `handle_*` call or command.
@@ -244,7 +256,8 @@ impl Swarm {
     /// that was cancelled); calling `handle_timeout` then does nothing. Changes after any
     /// `handle_*` call or command.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(at, _)| *at)
+        let own = self.timers.first().map(|(at, _)| *at);
+        [own, self.discovery_timeout()].into_iter().flatten().min()
     }
 
     /// Whether the driver should read from `conn` and pass the bytes in as
@@ -267,6 +280,7 @@ impl Swarm {
             Input::Listening { port } => {
                 self.port = Some(port);
                 self.emit(Event::Listening { port });
+                self.start_discovery(now);
             }
             Input::Connected { conn } => self.on_connected(now, conn),
             Input::DialFailed { conn } => self.on_dial_closed(now, conn),
@@ -294,9 +308,12 @@ impl Swarm {
     }
 
     /// Routes a datagram to the protocol that owns it.
-    fn on_datagram(&mut self, _now: Instant, socket: UdpSocket, from: SocketAddr, data: &[u8]) {
-        // No datagram protocol is composed in yet (mDNS, DHT and uTP come as sub-machines).
-        tracing::trace!(?socket, %from, len = data.len(), "datagram ignored");
+    fn on_datagram(&mut self, now: Instant, socket: UdpSocket, from: SocketAddr, data: &[u8]) {
+        match socket {
+            UdpSocket::Swarm => self.on_swarm_datagram(now, from, data),
+            // mDNS is not composed in yet.
+            UdpSocket::Mdns => tracing::trace!(%from, len = data.len(), "mDNS datagram ignored"),
+        }
     }
 
     /// Runs every timer due at `now`.
@@ -310,20 +327,22 @@ impl Swarm {
                 Timer::UtpGrace(attempt) => self.on_utp_grace(now, attempt),
                 Timer::Handshake(conn) => self.on_handshake_timeout(now, conn),
                 Timer::Retry(key) => self.on_retry(now, *key),
+                Timer::DhtRound(topic) => self.on_dht_round(now, topic),
             }
         }
+        self.handle_discovery_timeout(now);
     }
 
-    /// Joins `topic`. Discovery (later mechanisms) announces it if `announce` is set and looks
-    /// it up either way; rejoining only updates `announce`.
-    pub fn join(&mut self, topic: impl Into<Bytes>, announce: bool) {
-        self.topics.insert(topic.into(), announce);
+    /// Joins `topic`: discovery announces it if `announce` is set and looks it up either way,
+    /// now if listening, else once listening; rejoining only updates `announce`.
+    pub fn join(&mut self, now: Instant, topic: impl Into<Bytes>, announce: bool) {
+        self.join_topic(now, topic.into(), announce);
     }
 
-    /// Leaves `topic`: it is no longer announced or looked up. Connections stay. Returns
-    /// whether the topic was joined.
+    /// Leaves `topic`: it is no longer announced or looked up, whether or not it was
+    /// announced. Connections stay. Returns whether the topic was joined.
     pub fn leave(&mut self, topic: &[u8]) -> bool {
-        self.topics.remove(topic).is_some()
+        self.leave_topic(topic)
     }
 
     /// Adds a candidate peer by hand; it takes the same path as a discovered one.

@@ -49,6 +49,13 @@ struct JoinArgs {
     /// Look the topics up without announcing them.
     #[arg(long)]
     no_announce: bool,
+    /// Find peers through the Mainline DHT, bootstrapping from these nodes (comma-separated
+    /// HOST:PORT). No public default yet: without this the DHT is off.
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT,...", value_parser = parse_peer)]
+    dht_bootstrap: Vec<SocketAddr>,
+    /// Turn the DHT off even if bootstrap nodes are given.
+    #[arg(long)]
+    no_dht: bool,
     /// On a duplicate, keep the existing connection.
     #[arg(long)]
     keep_existing: bool,
@@ -111,6 +118,9 @@ async fn join(args: JoinArgs) -> ExitCode {
         .max_connections(args.max_connections)
         .whitelist(args.whitelist.iter().copied())
         .keep_existing_connections(args.keep_existing);
+    if !args.no_dht && !args.dht_bootstrap.is_empty() {
+        builder = builder.dht(args.dht_bootstrap.clone());
+    }
     if let Some(HexId(id)) = args.id {
         builder = builder.id(id);
     }
