@@ -139,18 +139,22 @@ class Proc:
 CHILDREN = []
 
 
-def spawn_node(name, port, node_id, add_peer=None, dial_on_signal=False):
+def spawn_node(name, port, node_id, add_peer=None, dial_on_signal=False, dht=None):
     argv = ["node", str(PEER_JS), "--port", str(port), "--id", node_id, "--seconds", "30"]
+    if dht:
+        argv += ["--topic", TOPIC, "--dht-bootstrap", f"127.0.0.1:{dht}"]
     if add_peer:
         argv += ["--add-peer", f"127.0.0.1:{add_peer}"] + (["--dial-on-signal"] if dial_on_signal else [])
     CHILDREN.append(p := Proc(name, argv))
     return p
 
 
-def spawn_rust(name, port, rust_id, peer=None):
+def spawn_rust(name, port, rust_id, peer=None, dht=None):
     argv = BIN + ["join", TOPIC, "--port", str(port), "--id", rust_id, "--json", "--pipe"] + RUST_EXTRA
     if peer:
         argv += ["--peer", f"127.0.0.1:{peer}"]
+    if dht:
+        argv += ["--dht-bootstrap", f"127.0.0.1:{dht}"]
     CHILDREN.append(p := Proc(name, argv, events="stderr", stdin=True))
     return p
 
@@ -247,6 +251,51 @@ def scenario_node_dials_rust():
         raise Fail("rust's kept connection is marked initiator, but node dialled")
 
 
+def spawn_dht_node(port):
+    CHILDREN.append(p := Proc("dht-node", ["node", str(PEER_JS.parent / "dht-node.js"), "--port", str(port)]))
+    if not p.wait_event("listening", 5):
+        raise Fail(f"the Node DHT bootstrap node never listened (exit code {p.p.poll()})")
+    info(f"bootstrap node: bittorrent-dht {p.find('listening')[0].get('version')}")
+    return p
+
+
+def announced(dht_node, port, timeout):
+    """Waits until the bootstrap node stored an announce of 127.0.0.1:port."""
+    return dht_node.wait(lambda s: any(e.get("port") == port for e in s.find("announce")), timeout)
+
+
+def scenario_dht_rust_finds_node():
+    """Node announces through a Node DHT; Rust joins later, finds it in `values` and dials."""
+    node_id, rust_id = secrets.token_hex(32), secrets.token_hex(32)
+    dht_node = spawn_dht_node(7191)
+    t = time.monotonic()
+    node = spawn_node("node", 7201, node_id, dht=7191)
+    listening(node)
+    if not announced(dht_node, 7201, 5):
+        raise Fail("node's announce never reached the bootstrap node")
+    rust = spawn_rust("rust", 7202, rust_id, dht=7191)
+    if not announced(dht_node, 7202, 5):
+        raise Fail("the bootstrap node never stored rust's announce (explicit port 7202)")
+    kept = check_pair(node, rust, node_id, rust_id, t)
+    if not kept.get("initiator"):
+        raise Fail("rust found node through the DHT but its kept connection is not its own dial")
+
+
+def scenario_dht_node_finds_rust():
+    """Rust announces through a Node DHT; Node joins later, finds Rust in `values` and dials."""
+    node_id, rust_id = secrets.token_hex(32), secrets.token_hex(32)
+    dht_node = spawn_dht_node(7192)
+    t = time.monotonic()
+    rust = spawn_rust("rust", 7212, rust_id, dht=7192)
+    listening(rust)
+    if not announced(dht_node, 7212, 5):
+        raise Fail("the bootstrap node never stored rust's announce (explicit port 7212)")
+    node = spawn_node("node", 7211, node_id, dht=7192)
+    kept = check_pair(node, rust, node_id, rust_id, t)
+    if kept.get("initiator"):
+        raise Fail("node found rust through the DHT, but rust's kept connection is rust's own dial")
+
+
 def ordered_ids(rust_smaller):
     while True:
         a, b = secrets.token_hex(32), secrets.token_hex(32)
@@ -336,6 +385,8 @@ SCENARIOS = {
     "node-dials-rust": scenario_node_dials_rust,
     "crossed": scenario_crossed,
     "hostile-input": scenario_hostile_input,
+    "dht-rust-finds-node": scenario_dht_rust_finds_node,
+    "dht-node-finds-rust": scenario_dht_node_finds_rust,
 }
 
 

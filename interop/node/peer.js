@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// Node reference peer for the interop suite: discovery-swarm@6.1.0, TCP only, no discovery.
+// Node reference peer for the interop suite: discovery-swarm@6.1.0, TCP only, no discovery
+// unless --dht-bootstrap names a (local) DHT bootstrap node.
 // Logs every swarm event as one JSON object per line on stdout (consumed by interop/run.py).
 //   node peer.js --port N [--id HEX] [--topic T] [--add-peer HOST:PORT]... [--seconds S] [--send LINE]
 //                [--dial-on-signal]  (make the addPeer calls on SIGUSR2 instead of after listening)
+//                [--dht-bootstrap HOST:PORT]  (DHT on, with that bootstrap node only)
 'use strict'
 const crypto = require('crypto')
 const swarmFactory = require('discovery-swarm')
@@ -19,6 +21,7 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (k === '--add-peer') args.addPeer.push(v)
   else if (k === '--seconds') args.seconds = Number(v)
   else if (k === '--send') args.send = v
+  else if (k === '--dht-bootstrap') args.dhtBootstrap = v
   else usage(`unknown argument ${k}`)
 }
 function usage (msg) {
@@ -40,7 +43,9 @@ process.on('uncaughtException', (err) => {
   process.exit(1)
 })
 
-const sw = swarmFactory({ utp: false, dns: false, dht: false, id })
+// Never a DHT with default options: the public bootstrap routers must not be contacted.
+const dht = args.dhtBootstrap ? { bootstrap: [args.dhtBootstrap] } : false
+const sw = swarmFactory({ utp: false, dns: false, dht, id })
 
 // Ports are recorded at 'handshaking' because a destroyed socket may no longer know them.
 function ports (conn) {

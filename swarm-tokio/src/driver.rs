@@ -54,6 +54,24 @@ type Task<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Most inputs taken in one wake-up, so a flood cannot starve commands and timers.
 const BATCH: usize = 64;
 
+/// A UDP socket: received from through tokio, sent on through a plain non-blocking clone.
+/// tokio's `try_send_to` refuses (`WouldBlock`) until the reactor has seen the socket
+/// writable, which dropped the first datagrams after binding; a plain `sendto` only refuses
+/// when the kernel's buffer is really full.
+struct Udp {
+    recv: tokio::net::UdpSocket,
+    send: std::net::UdpSocket,
+}
+
+impl Udp {
+    fn new(socket: std::net::UdpSocket) -> io::Result<Udp> {
+        socket.set_nonblocking(true)?;
+        let send = socket.try_clone()?;
+        let recv = tokio::net::UdpSocket::from_std(socket)?;
+        Ok(Udp { recv, send })
+    }
+}
+
 /// A socket the driver holds while its handshake runs, with handshake bytes not yet written.
 struct Handshaking {
     stream: TcpStream,
@@ -122,9 +140,9 @@ pub(crate) struct Driver {
     read_buf: Vec<u8>,
     accept_paused_until: Option<tokio::time::Instant>,
     /// The multicast DNS socket, when mDNS is on.
-    mdns: Option<tokio::net::UdpSocket>,
+    mdns: Option<Udp>,
     /// The swarm's own UDP port, when uTP or the DHT is on.
-    swarm_udp: Option<tokio::net::UdpSocket>,
+    swarm_udp: Option<Udp>,
     datagram_buf: Vec<u8>,
 }
 
@@ -197,7 +215,10 @@ impl Driver {
                 Some(report) = self.reports.recv() => self.on_report(report),
                 accepted = accept(self.listener.as_ref()), if accepting => self.on_accept(accepted),
                 (socket, received) = recv(
-                    [(UdpSocket::Mdns, self.mdns.as_ref()), (UdpSocket::Swarm, self.swarm_udp.as_ref())],
+                    [
+                        (UdpSocket::Mdns, self.mdns.as_ref().map(|u| &u.recv)),
+                        (UdpSocket::Swarm, self.swarm_udp.as_ref().map(|u| &u.recv)),
+                    ],
                     &mut self.datagram_buf,
                 ) => self.on_datagram(socket, received),
                 Some((conn, result)) = self.dials.next() => self.on_dialled(conn, result),
@@ -401,7 +422,7 @@ impl Driver {
             UdpSocket::Mdns => self.mdns.as_ref(),
             UdpSocket::Swarm => self.swarm_udp.as_ref(),
         };
-        if let Some(Err(e)) = udp.map(|udp| udp.try_send_to(data, to)) {
+        if let Some(Err(e)) = udp.map(|udp| udp.send.send_to(data, to)) {
             tracing::debug!(?socket, %to, error = %e, "datagram dropped");
         }
     }
@@ -598,7 +619,7 @@ async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, Socket
 }
 
 /// Binds dual-stack like Node (`::`), falling back to IPv4 where IPv6 is unavailable.
-type Bound = (TcpListener, Option<tokio::net::UdpSocket>, u16);
+type Bound = (TcpListener, Option<Udp>, u16);
 
 /// Binds TCP, and with `with_udp` UDP on the same port number, as Node does: when the UDP
 /// port is taken and any port would do, both are tried again on a fresh port.
@@ -610,8 +631,8 @@ async fn bind(port: u16, with_udp: bool) -> io::Result<Bound> {
         if !with_udp {
             return Ok((listener, None, bound));
         }
-        match tokio::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, bound)).await {
-            Ok(udp) => return Ok((listener, Some(udp), bound)),
+        match std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, bound)) {
+            Ok(udp) => return Ok((listener, Some(Udp::new(udp)?), bound)),
             Err(e) if port != 0 => return Err(e),
             Err(_) => continue,
         }
