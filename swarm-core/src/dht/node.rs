@@ -637,7 +637,11 @@ impl DhtNode {
         purpose: Purpose,
         query: &Query<'_>,
     ) {
-        // Transaction ids: a wrapping counter from a seeded start, skipping ids in use.
+        // Transaction ids: a wrapping counter from a seeded start, skipping ids in use. With
+        // every id in use the query is not sent, as if it had been lost.
+        if self.pending.len() >= usize::from(u16::MAX) {
+            return;
+        }
         let mut t = self.next_t;
         while self.pending.contains_key(&t) {
             t = t.wrapping_add(1);
