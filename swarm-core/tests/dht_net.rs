@@ -206,3 +206,20 @@ fn simulation_is_deterministic() {
     assert_eq!(a.sent, b.sent);
     assert_eq!(a.events, b.events);
 }
+
+#[test]
+fn idle_buckets_are_refreshed_quietly() {
+    let (mut net, _) = run_scenario(40, 0);
+    net.events.clear();
+    let before = net.sent;
+    let t = net.later(17 * 60 * 1000);
+    net.run_until(t);
+    // BEP 5 refresh lookups went out, bounded, and told the application nothing.
+    let refresh = net.sent - before;
+    assert!(refresh > 40, "{refresh} datagrams");
+    assert!(refresh < 40 * 400, "{refresh} datagrams");
+    assert!(net.events.is_empty(), "{:?}", net.events);
+    for node in &net.nodes {
+        assert_eq!(node.in_flight(), 0);
+    }
+}

@@ -54,6 +54,8 @@ pub(crate) struct Lookup {
     pub peers_seen: Vec<SocketAddrV4>,
     /// Set once announce_peer queries are out: (outstanding, acknowledged).
     pub announcing: Option<(usize, usize)>,
+    /// Started by the node itself (bucket refresh): no event when done.
+    pub quiet: bool,
 }
 
 /// What the node should do next for a lookup.
@@ -75,6 +77,7 @@ impl Lookup {
             responded: 0,
             peers_seen: Vec::new(),
             announcing: None,
+            quiet: false,
         }
     }
 

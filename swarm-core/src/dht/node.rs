@@ -194,17 +194,17 @@ impl DhtNode {
     /// Starts a `find_node` lookup of our own id: fills the routing table, from the
     /// bootstrap list when it is empty.
     pub fn bootstrap(&mut self, now: Instant) -> LookupId {
-        self.start(now, self.config.id, Kind::FindNode)
+        self.start(now, self.config.id, Kind::FindNode, false)
     }
 
     /// Starts a `find_node` lookup of `target`.
     pub fn find_node(&mut self, now: Instant, target: NodeId) -> LookupId {
-        self.start(now, target, Kind::FindNode)
+        self.start(now, target, Kind::FindNode, false)
     }
 
     /// Starts a `get_peers` lookup; peers come as [`DhtEvent::Peer`], then `LookupDone`.
     pub fn get_peers(&mut self, now: Instant, info_hash: NodeId) -> LookupId {
-        self.start(now, info_hash, Kind::GetPeers)
+        self.start(now, info_hash, Kind::GetPeers, false)
     }
 
     /// Looks `info_hash` up, then announces `port` (or, with `implied_port` or port 0, the
@@ -217,13 +217,14 @@ impl DhtNode {
         implied_port: bool,
     ) -> LookupId {
         let implied_port = implied_port || port == 0;
-        self.start(now, info_hash, Kind::Announce { port, implied_port })
+        self.start(now, info_hash, Kind::Announce { port, implied_port }, false)
     }
 
-    fn start(&mut self, now: Instant, target: NodeId, kind: Kind) -> LookupId {
+    fn start(&mut self, now: Instant, target: NodeId, kind: Kind, quiet: bool) -> LookupId {
         let lid = self.next_lookup;
         self.next_lookup += 1;
         let mut lookup = Lookup::new(target, kind);
+        lookup.quiet = quiet;
         let own = self.config.id;
         let known = self
             .table
@@ -302,6 +303,21 @@ impl DhtNode {
             self.next_maintenance = now + MAINTENANCE;
             self.store.expire(now);
             self.rate.retain(|_, tat| *tat > now);
+            self.refresh_buckets(now);
+        }
+    }
+
+    /// BEP 5 bucket refresh: a quiet `find_node` of a random id in each bucket unchanged for
+    /// 15 minutes, a few per housekeeping round so they do not all go out at once.
+    fn refresh_buckets(&mut self, now: Instant) {
+        if self.table.is_empty() {
+            return;
+        }
+        for i in self.table.take_stale(now, 4) {
+            let mut random = [0u8; 20];
+            self.rng.fill_bytes(&mut random);
+            let target = self.table.random_id_in(i, random);
+            self.start(now, target, Kind::FindNode, true);
         }
     }
 
@@ -593,7 +609,11 @@ impl DhtNode {
             self.rebootstrap_delay = (self.rebootstrap_delay * 2).min(REBOOTSTRAP_MAX);
         }
         let Kind::Announce { port, implied_port } = lookup.kind else {
+            let quiet = lookup.quiet;
             self.lookups.remove(&lid);
+            if quiet {
+                return;
+            }
             self.events.push_back(DhtEvent::LookupDone {
                 lookup: LookupId(lid),
                 target,

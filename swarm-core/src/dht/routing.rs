@@ -111,6 +111,8 @@ pub enum Insert {
 struct Bucket {
     contacts: Vec<Contact>,
     pending: Option<Contact>,
+    /// Last time a contact was added, answered us, or the bucket was refreshed.
+    changed: Instant,
 }
 
 /// See the module docs.
@@ -181,6 +183,9 @@ impl RoutingTable {
                     return Insert::Dropped;
                 }
                 c.touch(now, seen);
+                if seen == Seen::Response {
+                    bucket.changed = now;
+                }
                 return Insert::Refreshed;
             }
             if self.per_ip.get(addr.ip()).copied().unwrap_or(0) >= self.max_per_ip {
@@ -217,6 +222,7 @@ impl RoutingTable {
                 return ping;
             }
             *self.per_ip.entry(*addr.ip()).or_insert(0) += 1;
+            self.buckets[i].changed = now;
             return Insert::Added;
         }
     }
@@ -274,9 +280,11 @@ impl RoutingTable {
             .into_iter()
             .partition(|c| own.common_prefix_len(&c.id) == last);
         self.buckets[last].contacts = far;
+        let changed = self.buckets[last].changed;
         self.buckets.push(Bucket {
             contacts: near,
             pending: None,
+            changed,
         });
     }
 
@@ -290,6 +298,35 @@ impl RoutingTable {
             .collect();
         all.sort_unstable_by_key(|c| c.id.distance(target));
         all.into_iter().take(n).cloned().collect()
+    }
+
+    /// Buckets unchanged for [`FRESHNESS`] (BEP 5 asks to refresh them with a lookup of a
+    /// random id in their range); each is marked refreshed as it is returned.
+    pub fn take_stale(&mut self, now: Instant, max: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, b) in self.buckets.iter_mut().enumerate() {
+            if out.len() < max && now - b.changed >= FRESHNESS {
+                b.changed = now;
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    /// A random id that falls in bucket `i`: our first `i` bits, then (except for the last
+    /// bucket, which holds everything closer) bit `i` flipped, then `random` bits.
+    pub fn random_id_in(&self, i: usize, random: [u8; 20]) -> NodeId {
+        let mut id = random;
+        let own = self.own.0;
+        for bit in 0..i.min(160) {
+            let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));
+            id[byte] = (id[byte] & !mask) | (own[byte] & mask);
+        }
+        if i + 1 < self.buckets.len() {
+            let (byte, mask) = (i / 8, 0x80u8 >> (i % 8));
+            id[byte] = (id[byte] & !mask) | (!own[byte] & mask);
+        }
+        NodeId(id)
     }
 
     /// Every contact, for tests and statistics.
@@ -424,6 +461,30 @@ mod tests {
         all.sort();
         let got: Vec<_> = got.iter().map(|c| c.id.distance(&target)).collect();
         assert_eq!(got, all[..K]);
+    }
+
+    #[test]
+    fn stale_buckets_and_ids_in_range() {
+        let own = NodeId([0x3c; 20]);
+        let mut table = RoutingTable::new(own, 1, 1);
+        for i in 0..300u32 {
+            table.heard_from(T0, NodeId::sha1(&i.to_be_bytes()), addr(i), Seen::Response);
+        }
+        let n = table.bucket_count();
+        assert!(n > 3);
+        for i in 0..n {
+            let id = table.random_id_in(i, [0xa5; 20]);
+            assert_eq!(table.index(&id), i);
+            let id = table.random_id_in(i, [0x00; 20]);
+            assert_eq!(table.index(&id), i);
+        }
+        assert!(table
+            .take_stale(T0 + Duration::from_secs(60), 100)
+            .is_empty());
+        let later = T0 + FRESHNESS;
+        assert_eq!(table.take_stale(later, 2), [0, 1]);
+        assert_eq!(table.take_stale(later, 100).len(), n - 2);
+        assert!(table.take_stale(later, 100).is_empty());
     }
 
     #[test]
