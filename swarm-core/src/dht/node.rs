@@ -289,7 +289,7 @@ impl DhtNode {
             }
             self.deadlines.pop_first();
             if let Some(p) = self.pending.remove(&t) {
-                self.resolve(now, p, None);
+                self.resolve(now, p, None, false);
             }
         }
         self.tokens.rotate(now, &mut self.rng);
@@ -348,6 +348,7 @@ impl DhtNode {
                 query,
             } => self.handle_query(now, from, msg.t, id, read_only, query),
             Body::Response(r) => self.handle_reply(now, from, msg.t, Some(r)),
+            // An error reply gives the lookup nothing, but the node is alive.
             Body::Error { .. } => self.handle_reply(now, from, msg.t, None),
         }
     }
@@ -452,7 +453,7 @@ impl DhtNode {
 
     fn compact_closest(&self, now: Instant, target: &NodeId) -> Vec<u8> {
         let mut out = Vec::with_capacity(K * krpc::COMPACT_NODE_LEN);
-        for c in self.table.closest(now, target, K) {
+        for c in self.table.closest_good(now, target, K) {
             krpc::push_compact_node(&mut out, &c.id, c.addr);
         }
         out
@@ -488,12 +489,15 @@ impl DhtNode {
         }
         let p = self.pending.remove(&key).expect("checked above");
         self.deadlines.remove(&(p.deadline, key));
-        // A reply from an unexpected id counts as a failure, as in Node.
+        // A reply from an unexpected id counts as a failure, as in Node: the contact we
+        // meant is no longer at that address.
+        let alive = r.is_none();
         let r = r.filter(|r| p.node.map_or(true, |id| id == r.id) && r.id != self.config.id);
-        self.resolve(now, p, r.as_ref());
+        self.resolve(now, p, r.as_ref(), alive);
     }
 
-    fn resolve(&mut self, now: Instant, p: Pending, r: Option<&Response<'_>>) {
+    /// Ends a query: answered (`r`), refused with an error (`alive`), or lost.
+    fn resolve(&mut self, now: Instant, p: Pending, r: Option<&Response<'_>>, alive: bool) {
         match (r, p.node) {
             (Some(r), _) => {
                 if let SocketAddr::V4(v4) = p.addr {
@@ -501,6 +505,11 @@ impl DhtNode {
                 }
                 if matches!(p.purpose, Purpose::Probe) {
                     self.table.ping_answered(&r.id);
+                }
+            }
+            (None, Some(id)) if alive => {
+                if matches!(p.purpose, Purpose::Probe) {
+                    self.table.ping_answered(&id);
                 }
             }
             (None, Some(id)) if matches!(p.purpose, Purpose::Probe) => {

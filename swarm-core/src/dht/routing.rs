@@ -291,13 +291,28 @@ impl RoutingTable {
     /// Up to `n` contacts that are not bad, closest to `target` first.
     pub fn closest(&self, now: Instant, target: &NodeId, n: usize) -> Vec<Contact> {
         let mut all: Vec<&Contact> = self
-            .buckets
             .iter()
-            .flat_map(|b| b.contacts.iter())
             .filter(|c| c.state(now) != NodeState::Bad)
             .collect();
         all.sort_unstable_by_key(|c| c.id.distance(target));
         all.into_iter().take(n).cloned().collect()
+    }
+
+    /// What we tell others (BEP 5: the K closest *good* nodes): the closest good contacts,
+    /// topped up with questionable ones only when there are fewer than `n` good ones. An
+    /// address that merely sent us a (possibly spoofed) query is thus not handed out while
+    /// verified ones exist.
+    pub fn closest_good(&self, now: Instant, target: &NodeId, n: usize) -> Vec<Contact> {
+        let mut all: Vec<(bool, NodeId, &Contact)> = self
+            .iter()
+            .map(|c| (c.state(now), c))
+            .filter(|(s, _)| *s != NodeState::Bad)
+            .map(|(s, c)| (s != NodeState::Good, c.id.distance(target), c))
+            .collect();
+        all.sort_unstable_by_key(|(q, d, _)| (*q, *d));
+        all.truncate(n);
+        all.sort_unstable_by_key(|(_, d, _)| *d);
+        all.into_iter().map(|(_, _, c)| c.clone()).collect()
     }
 
     /// Buckets unchanged for [`FRESHNESS`] (BEP 5 asks to refresh them with a lookup of a
@@ -485,6 +500,29 @@ mod tests {
         assert_eq!(table.take_stale(later, 2), [0, 1]);
         assert_eq!(table.take_stale(later, 100).len(), n - 2);
         assert!(table.take_stale(later, 100).is_empty());
+    }
+
+    #[test]
+    fn replies_prefer_good_contacts() {
+        let own = NodeId([0; 20]);
+        let mut table = RoutingTable::new(own, 1, 1);
+        for i in 0..40u32 {
+            let seen = if i % 2 == 0 {
+                Seen::Response
+            } else {
+                Seen::Query
+            };
+            table.heard_from(T0, NodeId::sha1(&i.to_be_bytes()), addr(i), seen);
+        }
+        let target = NodeId::sha1(b"t");
+        let good = table.closest_good(T0, &target, K);
+        assert_eq!(good.len(), K);
+        assert!(good.iter().all(|c| c.state(T0) == NodeState::Good));
+        assert!(good
+            .windows(2)
+            .all(|w| w[0].id.distance(&target) < w[1].id.distance(&target)));
+        // Topped up with questionable contacts when good ones run short.
+        assert_eq!(table.closest_good(T0, &target, 100).len(), table.len());
     }
 
     #[test]
