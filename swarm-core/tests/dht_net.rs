@@ -150,6 +150,7 @@ fn run_scenario(n: usize, drop_every: u64) -> (Net, Vec<SocketAddrV4>) {
 
     net.events.clear();
     let now = net.now;
+    let sent_before = net.sent;
     let lookup = net.nodes[seeker].get_peers(now, info_hash);
     net.flush(seeker);
     let t = net.later(20_000);
@@ -172,6 +173,10 @@ fn run_scenario(n: usize, drop_every: u64) -> (Net, Vec<SocketAddrV4>) {
         }
     }
     assert!(done, "lookup terminates");
+    // Queries plus replies of one lookup (refreshes do not run this early).
+    let messages = net.sent - sent_before;
+    eprintln!("{n} nodes: get_peers lookup took {messages} datagrams");
+    assert!(messages < 120, "{messages} datagrams for one lookup");
     (net, found)
 }
 
