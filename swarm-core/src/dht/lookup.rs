@@ -241,7 +241,7 @@ mod tests {
                 _ => panic!("nothing in flight"),
             }
         }
-        assert!(queried >= K && queried <= 40, "{queried}");
+        assert!((K..=40).contains(&queried), "{queried}");
         let holders = l.token_holders();
         assert_eq!(holders.len(), K);
         // The K closest live candidates all answered.
