@@ -324,3 +324,34 @@ fn announce_without_nodes_fails_cleanly() {
         })
     );
 }
+
+#[test]
+fn lookups_beyond_the_cap_fail_at_once() {
+    let mut config = DhtConfig::new(3);
+    config.bootstrap = vec![peer(1)];
+    let mut n = DhtNode::new(config, T0);
+    for i in 0..swarm_core::dht::MAX_LOOKUPS as u32 {
+        n.get_peers(T0, id(i));
+    }
+    assert!(n.poll_event().is_none());
+    let over = n.get_peers(T0, id(1_000_000));
+    assert_eq!(
+        n.poll_event(),
+        Some(DhtEvent::LookupDone {
+            lookup: over,
+            target: id(1_000_000),
+            responded: 0
+        })
+    );
+    // Nobody answers: 64 queries in flight at a time, each failing after 2 s, so every
+    // lookup ends after 16 rounds without the node ever exceeding its in-flight cap.
+    let mut done = 0;
+    for round in 1..=16 {
+        assert!(n.in_flight() <= 64);
+        n.handle_timeout(T0 + Duration::from_secs(2 * round));
+        done += std::iter::from_fn(|| n.poll_event()).count();
+    }
+    assert_eq!(done, swarm_core::dht::MAX_LOOKUPS);
+    // Only the quiet re-bootstrap (the table is still empty) is left.
+    assert!(n.in_flight() <= 1);
+}

@@ -113,6 +113,10 @@ struct Pending {
     purpose: Purpose,
 }
 
+/// Lookups (announces included) running at once; one started beyond it ends at once, as
+/// failed. Bounds memory, and keeps in-flight queries (at most 8 announces per lookup plus
+/// the lookup and probe slots) far below the 65,535 transaction ids.
+pub const MAX_LOOKUPS: usize = 1024;
 /// Housekeeping (peer expiry, rate-table sweep) runs this often.
 const MAINTENANCE: Duration = Duration::from_secs(60);
 /// First delay before bootstrapping again when a lookup leaves the table short of K
@@ -225,6 +229,12 @@ impl DhtNode {
         self.next_lookup += 1;
         let mut lookup = Lookup::new(target, kind);
         lookup.quiet = quiet;
+        if self.lookups.len() >= MAX_LOOKUPS {
+            // Ends at once with nobody asked.
+            self.lookups.insert(lid, lookup);
+            self.finish(now, lid);
+            return LookupId(lid);
+        }
         let own = self.config.id;
         let known = self
             .table
@@ -296,7 +306,8 @@ impl DhtNode {
         if self.rebootstrap_at.is_some_and(|t| t <= now) {
             self.rebootstrap_at = None;
             if self.table.len() < K {
-                self.bootstrap(now);
+                // Quiet: the application did not ask for this one.
+                self.start(now, self.config.id, Kind::FindNode, true);
             }
         }
         if now >= self.next_maintenance {
@@ -666,11 +677,8 @@ impl DhtNode {
         purpose: Purpose,
         query: &Query<'_>,
     ) {
-        // Transaction ids: a wrapping counter from a seeded start, skipping ids in use. With
-        // every id in use the query is not sent, as if it had been lost.
-        if self.pending.len() >= usize::from(u16::MAX) {
-            return;
-        }
+        // Transaction ids: a wrapping counter from a seeded start, skipping ids in use (fewer
+        // than 65,535 are, see MAX_LOOKUPS).
         let mut t = self.next_t;
         while self.pending.contains_key(&t) {
             t = t.wrapping_add(1);
