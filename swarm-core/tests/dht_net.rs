@@ -150,6 +150,7 @@ fn run_scenario(n: usize, drop_every: u64) -> (Net, Vec<SocketAddrV4>) {
 
     net.events.clear();
     let now = net.now;
+    let sent_before = net.sent;
     let lookup = net.nodes[seeker].get_peers(now, info_hash);
     net.flush(seeker);
     let t = net.later(20_000);
@@ -172,6 +173,10 @@ fn run_scenario(n: usize, drop_every: u64) -> (Net, Vec<SocketAddrV4>) {
         }
     }
     assert!(done, "lookup terminates");
+    // Queries plus replies of one lookup (refreshes do not run this early).
+    let messages = net.sent - sent_before;
+    eprintln!("{n} nodes: get_peers lookup took {messages} datagrams");
+    assert!(messages < 120, "{messages} datagrams for one lookup");
     (net, found)
 }
 
@@ -205,4 +210,21 @@ fn simulation_is_deterministic() {
     let (b, _) = run_scenario(40, 10);
     assert_eq!(a.sent, b.sent);
     assert_eq!(a.events, b.events);
+}
+
+#[test]
+fn idle_buckets_are_refreshed_quietly() {
+    let (mut net, _) = run_scenario(40, 0);
+    net.events.clear();
+    let before = net.sent;
+    let t = net.later(17 * 60 * 1000);
+    net.run_until(t);
+    // BEP 5 refresh lookups went out, bounded, and told the application nothing.
+    let refresh = net.sent - before;
+    assert!(refresh > 40, "{refresh} datagrams");
+    assert!(refresh < 40 * 400, "{refresh} datagrams");
+    assert!(net.events.is_empty(), "{:?}", net.events);
+    for node in &net.nodes {
+        assert_eq!(node.in_flight(), 0);
+    }
 }

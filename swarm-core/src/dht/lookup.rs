@@ -54,6 +54,8 @@ pub(crate) struct Lookup {
     pub peers_seen: Vec<SocketAddrV4>,
     /// Set once announce_peer queries are out: (outstanding, acknowledged).
     pub announcing: Option<(usize, usize)>,
+    /// Started by the node itself (bucket refresh): no event when done.
+    pub quiet: bool,
 }
 
 /// What the node should do next for a lookup.
@@ -75,12 +77,20 @@ impl Lookup {
             responded: 0,
             peers_seen: Vec::new(),
             announcing: None,
+            quiet: false,
         }
     }
 
     /// Adds a node learned from the routing table or a reply.
     pub fn add(&mut self, own: &NodeId, id: NodeId, addr: SocketAddrV4) {
+        // Addresses no node can answer from are never queried (a reply could list them to
+        // make us spray broadcast or multicast traffic).
+        let ip = addr.ip();
         if id == *own
+            || ip.is_unspecified()
+            || ip.is_broadcast()
+            || ip.is_multicast()
+            || addr.port() == 0
             || self.cands.iter().any(|c| c.id == id || c.addr == addr)
             || self.asked.contains(&SocketAddr::V4(addr))
         {
@@ -186,5 +196,82 @@ impl Lookup {
             })
             .take(K)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn id(i: u8) -> NodeId {
+        NodeId::sha1(&[i])
+    }
+
+    #[test]
+    fn terminates_when_the_k_closest_answered() {
+        let own = id(0);
+        let mut l = Lookup::new(id(200), Kind::GetPeers);
+        for i in 1..=40u8 {
+            l.add(
+                &own,
+                id(i),
+                SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, i), 1),
+            );
+        }
+        // Unroutable addresses and our own id are never candidates.
+        l.add(&own, id(41), SocketAddrV4::new(Ipv4Addr::BROADCAST, 1));
+        l.add(
+            &own,
+            id(42),
+            SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 1), 1),
+        );
+        l.add(&own, own, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 99), 1));
+        assert_eq!(l.cands.len(), 40);
+        let mut queried = 0;
+        loop {
+            match l.next() {
+                Step::Query(addr, Some(nid)) => {
+                    queried += 1;
+                    // Every other node times out.
+                    let answer = (queried % 2 == 0).then_some((nid, Some(&b"tok"[..])));
+                    l.finished(&own, addr, answer);
+                }
+                Step::Done => break,
+                _ => panic!("nothing in flight"),
+            }
+        }
+        assert!((K..=40).contains(&queried), "{queried}");
+        let holders = l.token_holders();
+        assert_eq!(holders.len(), K);
+        // The K closest live candidates all answered.
+        let live: Vec<_> = l
+            .cands
+            .iter()
+            .filter(|c| c.state != CandState::Failed)
+            .take(K)
+            .collect();
+        assert!(live
+            .iter()
+            .all(|c| matches!(c.state, CandState::Responded(_))));
+    }
+
+    #[test]
+    fn the_candidate_list_is_capped() {
+        let own = id(0);
+        let mut l = Lookup::new(id(0), Kind::FindNode);
+        for i in 0..2000u32 {
+            let nid = NodeId::sha1(&i.to_be_bytes());
+            l.add(
+                &own,
+                nid,
+                SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), 1),
+            );
+        }
+        assert_eq!(l.cands.len(), MAX_CANDIDATES);
+        assert!(l
+            .cands
+            .windows(2)
+            .all(|w| w[0].id.distance(&l.target) < w[1].id.distance(&l.target)));
     }
 }

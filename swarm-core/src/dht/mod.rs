@@ -4,6 +4,31 @@
 //! Wire behaviour follows BEP 5 and interoperates with Node's `bittorrent-dht` 7.10 (see
 //! PROTOCOLS.md section 4); where Node departs from BEP 5 we accept what it sends but behave
 //! as BEP 5 asks (K closest nodes only, error replies, expiring peers).
+//!
+//! Driving a node (the adapter owns the UDP socket and the timer):
+//!
+//! ```
+//! use swarm_core::dht::{DhtConfig, DhtEvent, DhtNode, NodeId};
+//! use swarm_core::Instant;
+//!
+//! let mut config = DhtConfig::new(42);
+//! config.bootstrap = vec!["127.0.0.1:6881".parse().unwrap()]; // never a default here
+//! let now = Instant::ZERO;
+//! let mut dht = DhtNode::new(config, now);
+//! dht.bootstrap(now);
+//! let topic = NodeId::sha1(b"my topic"); // info-hash of a topic, as discovery-channel does
+//! dht.announce(now, topic, 7001, false);
+//! // Loop: on a datagram `dht.handle_datagram(now, from, &buf)`; when the deadline from
+//! // `dht.poll_timeout()` passes, `dht.handle_timeout(now)`; after either, drain:
+//! while let Some((to, datagram)) = dht.poll_transmit() {
+//!     let _ = (to, datagram); // socket.send_to(&datagram, to)
+//! }
+//! while let Some(event) = dht.poll_event() {
+//!     if let DhtEvent::Peer { info_hash, addr, .. } = event {
+//!         let _ = (info_hash, addr); // a peer for the topic
+//!     }
+//! }
+//! ```
 
 pub mod bencode;
 pub mod krpc;
@@ -12,7 +37,7 @@ mod node;
 pub mod routing;
 pub mod tokens;
 
-pub use node::{DhtConfig, DhtEvent, DhtNode, LookupId};
+pub use node::{DhtConfig, DhtEvent, DhtNode, LookupId, MAX_LOOKUPS};
 
 use core::fmt;
 

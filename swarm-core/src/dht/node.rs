@@ -113,6 +113,10 @@ struct Pending {
     purpose: Purpose,
 }
 
+/// Lookups (announces included) running at once; one started beyond it ends at once, as
+/// failed. Bounds memory, and keeps in-flight queries (at most 8 announces per lookup plus
+/// the lookup and probe slots) far below the 65,535 transaction ids.
+pub const MAX_LOOKUPS: usize = 1024;
 /// Housekeeping (peer expiry, rate-table sweep) runs this often.
 const MAINTENANCE: Duration = Duration::from_secs(60);
 /// First delay before bootstrapping again when a lookup leaves the table short of K
@@ -194,17 +198,17 @@ impl DhtNode {
     /// Starts a `find_node` lookup of our own id: fills the routing table, from the
     /// bootstrap list when it is empty.
     pub fn bootstrap(&mut self, now: Instant) -> LookupId {
-        self.start(now, self.config.id, Kind::FindNode)
+        self.start(now, self.config.id, Kind::FindNode, false)
     }
 
     /// Starts a `find_node` lookup of `target`.
     pub fn find_node(&mut self, now: Instant, target: NodeId) -> LookupId {
-        self.start(now, target, Kind::FindNode)
+        self.start(now, target, Kind::FindNode, false)
     }
 
     /// Starts a `get_peers` lookup; peers come as [`DhtEvent::Peer`], then `LookupDone`.
     pub fn get_peers(&mut self, now: Instant, info_hash: NodeId) -> LookupId {
-        self.start(now, info_hash, Kind::GetPeers)
+        self.start(now, info_hash, Kind::GetPeers, false)
     }
 
     /// Looks `info_hash` up, then announces `port` (or, with `implied_port` or port 0, the
@@ -217,13 +221,20 @@ impl DhtNode {
         implied_port: bool,
     ) -> LookupId {
         let implied_port = implied_port || port == 0;
-        self.start(now, info_hash, Kind::Announce { port, implied_port })
+        self.start(now, info_hash, Kind::Announce { port, implied_port }, false)
     }
 
-    fn start(&mut self, now: Instant, target: NodeId, kind: Kind) -> LookupId {
+    fn start(&mut self, now: Instant, target: NodeId, kind: Kind, quiet: bool) -> LookupId {
         let lid = self.next_lookup;
         self.next_lookup += 1;
         let mut lookup = Lookup::new(target, kind);
+        lookup.quiet = quiet;
+        if self.lookups.len() >= MAX_LOOKUPS {
+            // Ends at once with nobody asked.
+            self.lookups.insert(lid, lookup);
+            self.finish(now, lid);
+            return LookupId(lid);
+        }
         let own = self.config.id;
         let known = self
             .table
@@ -288,20 +299,36 @@ impl DhtNode {
             }
             self.deadlines.pop_first();
             if let Some(p) = self.pending.remove(&t) {
-                self.resolve(now, p, None);
+                self.resolve(now, p, None, false);
             }
         }
         self.tokens.rotate(now, &mut self.rng);
         if self.rebootstrap_at.is_some_and(|t| t <= now) {
             self.rebootstrap_at = None;
             if self.table.len() < K {
-                self.bootstrap(now);
+                // Quiet: the application did not ask for this one.
+                self.start(now, self.config.id, Kind::FindNode, true);
             }
         }
         if now >= self.next_maintenance {
             self.next_maintenance = now + MAINTENANCE;
             self.store.expire(now);
             self.rate.retain(|_, tat| *tat > now);
+            self.refresh_buckets(now);
+        }
+    }
+
+    /// BEP 5 bucket refresh: a quiet `find_node` of a random id in each bucket unchanged for
+    /// 15 minutes, a few per housekeeping round so they do not all go out at once.
+    fn refresh_buckets(&mut self, now: Instant) {
+        if self.table.is_empty() {
+            return;
+        }
+        for i in self.table.take_stale(now, 4) {
+            let mut random = [0u8; 20];
+            self.rng.fill_bytes(&mut random);
+            let target = self.table.random_id_in(i, random);
+            self.start(now, target, Kind::FindNode, true);
         }
     }
 
@@ -332,6 +359,7 @@ impl DhtNode {
                 query,
             } => self.handle_query(now, from, msg.t, id, read_only, query),
             Body::Response(r) => self.handle_reply(now, from, msg.t, Some(r)),
+            // An error reply gives the lookup nothing, but the node is alive.
             Body::Error { .. } => self.handle_reply(now, from, msg.t, None),
         }
     }
@@ -436,7 +464,7 @@ impl DhtNode {
 
     fn compact_closest(&self, now: Instant, target: &NodeId) -> Vec<u8> {
         let mut out = Vec::with_capacity(K * krpc::COMPACT_NODE_LEN);
-        for c in self.table.closest(now, target, K) {
+        for c in self.table.closest_good(now, target, K) {
             krpc::push_compact_node(&mut out, &c.id, c.addr);
         }
         out
@@ -472,12 +500,15 @@ impl DhtNode {
         }
         let p = self.pending.remove(&key).expect("checked above");
         self.deadlines.remove(&(p.deadline, key));
-        // A reply from an unexpected id counts as a failure, as in Node.
+        // A reply from an unexpected id counts as a failure, as in Node: the contact we
+        // meant is no longer at that address.
+        let alive = r.is_none();
         let r = r.filter(|r| p.node.map_or(true, |id| id == r.id) && r.id != self.config.id);
-        self.resolve(now, p, r.as_ref());
+        self.resolve(now, p, r.as_ref(), alive);
     }
 
-    fn resolve(&mut self, now: Instant, p: Pending, r: Option<&Response<'_>>) {
+    /// Ends a query: answered (`r`), refused with an error (`alive`), or lost.
+    fn resolve(&mut self, now: Instant, p: Pending, r: Option<&Response<'_>>, alive: bool) {
         match (r, p.node) {
             (Some(r), _) => {
                 if let SocketAddr::V4(v4) = p.addr {
@@ -485,6 +516,11 @@ impl DhtNode {
                 }
                 if matches!(p.purpose, Purpose::Probe) {
                     self.table.ping_answered(&r.id);
+                }
+            }
+            (None, Some(id)) if alive => {
+                if matches!(p.purpose, Purpose::Probe) {
+                    self.table.ping_answered(&id);
                 }
             }
             (None, Some(id)) if matches!(p.purpose, Purpose::Probe) => {
@@ -593,7 +629,11 @@ impl DhtNode {
             self.rebootstrap_delay = (self.rebootstrap_delay * 2).min(REBOOTSTRAP_MAX);
         }
         let Kind::Announce { port, implied_port } = lookup.kind else {
+            let quiet = lookup.quiet;
             self.lookups.remove(&lid);
+            if quiet {
+                return;
+            }
             self.events.push_back(DhtEvent::LookupDone {
                 lookup: LookupId(lid),
                 target,
@@ -637,7 +677,8 @@ impl DhtNode {
         purpose: Purpose,
         query: &Query<'_>,
     ) {
-        // Transaction ids: a wrapping counter from a seeded start, skipping ids in use.
+        // Transaction ids: a wrapping counter from a seeded start, skipping ids in use (fewer
+        // than 65,535 are, see MAX_LOOKUPS).
         let mut t = self.next_t;
         while self.pending.contains_key(&t) {
             t = t.wrapping_add(1);

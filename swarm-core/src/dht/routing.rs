@@ -111,6 +111,8 @@ pub enum Insert {
 struct Bucket {
     contacts: Vec<Contact>,
     pending: Option<Contact>,
+    /// Last time a contact was added, answered us, or the bucket was refreshed.
+    changed: Instant,
 }
 
 /// See the module docs.
@@ -181,6 +183,9 @@ impl RoutingTable {
                     return Insert::Dropped;
                 }
                 c.touch(now, seen);
+                if seen == Seen::Response {
+                    bucket.changed = now;
+                }
                 return Insert::Refreshed;
             }
             if self.per_ip.get(addr.ip()).copied().unwrap_or(0) >= self.max_per_ip {
@@ -217,6 +222,7 @@ impl RoutingTable {
                 return ping;
             }
             *self.per_ip.entry(*addr.ip()).or_insert(0) += 1;
+            self.buckets[i].changed = now;
             return Insert::Added;
         }
     }
@@ -274,22 +280,68 @@ impl RoutingTable {
             .into_iter()
             .partition(|c| own.common_prefix_len(&c.id) == last);
         self.buckets[last].contacts = far;
+        let changed = self.buckets[last].changed;
         self.buckets.push(Bucket {
             contacts: near,
             pending: None,
+            changed,
         });
     }
 
     /// Up to `n` contacts that are not bad, closest to `target` first.
     pub fn closest(&self, now: Instant, target: &NodeId, n: usize) -> Vec<Contact> {
         let mut all: Vec<&Contact> = self
-            .buckets
             .iter()
-            .flat_map(|b| b.contacts.iter())
             .filter(|c| c.state(now) != NodeState::Bad)
             .collect();
         all.sort_unstable_by_key(|c| c.id.distance(target));
         all.into_iter().take(n).cloned().collect()
+    }
+
+    /// What we tell others (BEP 5: the K closest *good* nodes): the closest good contacts,
+    /// topped up with questionable ones only when there are fewer than `n` good ones. An
+    /// address that merely sent us a (possibly spoofed) query is thus not handed out while
+    /// verified ones exist.
+    pub fn closest_good(&self, now: Instant, target: &NodeId, n: usize) -> Vec<Contact> {
+        let mut all: Vec<(bool, NodeId, &Contact)> = self
+            .iter()
+            .map(|c| (c.state(now), c))
+            .filter(|(s, _)| *s != NodeState::Bad)
+            .map(|(s, c)| (s != NodeState::Good, c.id.distance(target), c))
+            .collect();
+        all.sort_unstable_by_key(|(q, d, _)| (*q, *d));
+        all.truncate(n);
+        all.sort_unstable_by_key(|(_, d, _)| *d);
+        all.into_iter().map(|(_, _, c)| c.clone()).collect()
+    }
+
+    /// Buckets unchanged for [`FRESHNESS`] (BEP 5 asks to refresh them with a lookup of a
+    /// random id in their range); each is marked refreshed as it is returned.
+    pub fn take_stale(&mut self, now: Instant, max: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, b) in self.buckets.iter_mut().enumerate() {
+            if out.len() < max && now - b.changed >= FRESHNESS {
+                b.changed = now;
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    /// A random id that falls in bucket `i`: our first `i` bits, then (except for the last
+    /// bucket, which holds everything closer) bit `i` flipped, then `random` bits.
+    pub fn random_id_in(&self, i: usize, random: [u8; 20]) -> NodeId {
+        let mut id = random;
+        let own = self.own.0;
+        for bit in 0..i.min(160) {
+            let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));
+            id[byte] = (id[byte] & !mask) | (own[byte] & mask);
+        }
+        if i + 1 < self.buckets.len() {
+            let (byte, mask) = (i / 8, 0x80u8 >> (i % 8));
+            id[byte] = (id[byte] & !mask) | (!own[byte] & mask);
+        }
+        NodeId(id)
     }
 
     /// Every contact, for tests and statistics.
@@ -424,6 +476,53 @@ mod tests {
         all.sort();
         let got: Vec<_> = got.iter().map(|c| c.id.distance(&target)).collect();
         assert_eq!(got, all[..K]);
+    }
+
+    #[test]
+    fn stale_buckets_and_ids_in_range() {
+        let own = NodeId([0x3c; 20]);
+        let mut table = RoutingTable::new(own, 1, 1);
+        for i in 0..300u32 {
+            table.heard_from(T0, NodeId::sha1(&i.to_be_bytes()), addr(i), Seen::Response);
+        }
+        let n = table.bucket_count();
+        assert!(n > 3);
+        for i in 0..n {
+            let id = table.random_id_in(i, [0xa5; 20]);
+            assert_eq!(table.index(&id), i);
+            let id = table.random_id_in(i, [0x00; 20]);
+            assert_eq!(table.index(&id), i);
+        }
+        assert!(table
+            .take_stale(T0 + Duration::from_secs(60), 100)
+            .is_empty());
+        let later = T0 + FRESHNESS;
+        assert_eq!(table.take_stale(later, 2), [0, 1]);
+        assert_eq!(table.take_stale(later, 100).len(), n - 2);
+        assert!(table.take_stale(later, 100).is_empty());
+    }
+
+    #[test]
+    fn replies_prefer_good_contacts() {
+        let own = NodeId([0; 20]);
+        let mut table = RoutingTable::new(own, 1, 1);
+        for i in 0..40u32 {
+            let seen = if i % 2 == 0 {
+                Seen::Response
+            } else {
+                Seen::Query
+            };
+            table.heard_from(T0, NodeId::sha1(&i.to_be_bytes()), addr(i), seen);
+        }
+        let target = NodeId::sha1(b"t");
+        let good = table.closest_good(T0, &target, K);
+        assert_eq!(good.len(), K);
+        assert!(good.iter().all(|c| c.state(T0) == NodeState::Good));
+        assert!(good
+            .windows(2)
+            .all(|w| w[0].id.distance(&target) < w[1].id.distance(&target)));
+        // Topped up with questionable contacts when good ones run short.
+        assert_eq!(table.closest_good(T0, &target, 100).len(), table.len());
     }
 
     #[test]
