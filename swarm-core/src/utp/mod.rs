@@ -5,5 +5,7 @@
 //! come out of `poll_transmit(now)`, and `poll_timeout()` names the next deadline.
 //! PROTOCOLS.md section 5 lists the libutp behaviour this follows; tests name each rule.
 
+pub mod congestion;
+pub mod conn;
 pub mod header;
 pub mod seq;
