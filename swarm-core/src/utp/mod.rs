@@ -9,3 +9,4 @@ pub mod congestion;
 pub mod conn;
 pub mod header;
 pub mod seq;
+pub mod socket;
