@@ -63,6 +63,19 @@ pub enum CloseReason {
     TimedOut,
 }
 
+/// Counters of one connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Datagrams emitted, acks included.
+    pub packets_sent: u64,
+    /// Data/FIN/SYN packets sent again (by RTO or selective ACK).
+    pub retransmits: u64,
+    /// Packets declared lost by selective ACK.
+    pub fast_retransmits: u64,
+    /// Retransmission timer expiries.
+    pub timeouts: u64,
+}
+
 /// A packet we sent that is not cumulatively acknowledged yet.
 #[derive(Debug)]
 struct OutPkt {
@@ -130,6 +143,7 @@ pub struct Conn {
     /// Our measure of the peer's one-way delay, echoed as `timestamp_difference`.
     reply_micro: u32,
     scratch: BytesMut,
+    stats: ConnStats,
 }
 
 fn micros32(now: Instant) -> u32 {
@@ -169,6 +183,7 @@ impl Conn {
             last_recv: now,
             reply_micro: 0,
             scratch: BytesMut::new(),
+            stats: ConnStats::default(),
         }
     }
 
@@ -239,6 +254,9 @@ impl Conn {
     }
     pub fn rto(&self) -> Duration {
         self.cc.rto()
+    }
+    pub fn stats(&self) -> ConnStats {
+        self.stats
     }
     /// The receive window we advertise: free space in the receive buffer.
     pub fn recv_window(&self) -> usize {
@@ -446,6 +464,7 @@ impl Conn {
                 p.need_resend = true;
                 p.fast_resent = true;
                 resent += 1;
+                self.stats.fast_retransmits += 1;
                 if resent == MAX_FAST_RESEND {
                     break;
                 }
@@ -502,6 +521,9 @@ impl Conn {
 
     /// The next deadline, if any. `handle_timeout` before it is a no-op.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            return None;
+        }
         let mut t = self.rto_deadline;
         let mut add = |d: Instant| t = Some(t.map_or(d, |t: Instant| t.min(d)));
         match self.state {
@@ -550,6 +572,7 @@ impl Conn {
                 self.state = State::Closed(CloseReason::TimedOut);
                 return;
             }
+            self.stats.timeouts += 1;
             self.cc.on_timeout();
             for p in self.flight.iter_mut().filter(|p| !p.sacked) {
                 p.need_resend = true;
@@ -611,6 +634,7 @@ impl Conn {
                 p.need_resend = false;
                 p.transmissions += 1;
                 p.sent_at = now;
+                self.stats.retransmits += u64::from(p.transmissions > 1);
                 let (ty, payload) = (p.ty, p.payload.clone());
                 self.cur_window += len;
                 return Some(self.emit_sent(now, ty, seq, &payload));
@@ -715,6 +739,7 @@ impl Conn {
     ) -> Bytes {
         let wnd = self.recv_window();
         self.last_adv_wnd = wnd;
+        self.stats.packets_sent += 1;
         self.last_sent = now;
         let conn_id = if ty == PacketType::Syn {
             self.recv_id

@@ -184,6 +184,7 @@ fn transfer(seed: u64, faults: Faults, len: usize) -> f64 {
     let (mut got, mut got_back) = (Vec::new(), Vec::new());
     let (mut a_closed, mut b_closed) = (false, false);
     let mut buf = vec![0u8; 64 * 1024];
+    let mut last = None;
     for _ in 0..5_000_000 {
         sent += net.a.write(ha, &data[sent..]);
         sent_back += net.b.write(hb, &back[sent_back..]);
@@ -210,6 +211,9 @@ fn transfer(seed: u64, faults: Faults, len: usize) -> f64 {
             net.b.close(hb);
             b_closed = true;
         }
+        if let Some(c) = net.a.conn(ha) {
+            last = Some((c.stats(), c.cwnd()));
+        }
         let done = |s: &UtpSocket, h| s.state(h).is_none_or(|st| matches!(st, State::Closed(_)));
         if done(&net.a, ha) && done(&net.b, hb) {
             break;
@@ -222,6 +226,7 @@ fn transfer(seed: u64, faults: Faults, len: usize) -> f64 {
             break;
         }
     }
+    eprintln!("seed {seed}: sender {last:?}");
     assert_eq!(got.len(), data.len(), "seed {seed}");
     assert!(got == data, "corrupt a->b stream, seed {seed}");
     assert!(got_back == back, "corrupt b->a stream, seed {seed}");
