@@ -45,12 +45,15 @@ struct Faults {
     dup: f64,
     /// Uniform extra delay on top of the base; packets overtake each other.
     jitter_ms: u64,
+    /// Bottleneck a -> b in bytes per second (a FIFO queue in front of the link), if any.
+    rate: Option<u64>,
 }
 
 const CLEAN: Faults = Faults {
     loss: 0.0,
     dup: 0.0,
     jitter_ms: 0,
+    rate: None,
 };
 
 /// (arrival, tiebreak, to_b, from, datagram)
@@ -66,6 +69,10 @@ struct Net {
     queue: BinaryHeap<Reverse<InFlight>>,
     n: u64,
     datagrams: u64,
+    /// When the bottleneck finishes sending what is queued.
+    link_free: Instant,
+    /// Queueing delays (µs) seen at the bottleneck, in order.
+    queue_delays: Vec<u64>,
 }
 
 const A: u16 = 1000;
@@ -84,6 +91,8 @@ impl Net {
             queue: BinaryHeap::new(),
             n: 0,
             datagrams: 0,
+            link_free: t(0),
+            queue_delays: Vec::new(),
         }
     }
 
@@ -106,6 +115,14 @@ impl Net {
                 if self.chance(self.faults.loss) {
                     continue;
                 }
+                let mut depart = self.now;
+                if let (Some(rate), true) = (self.faults.rate, to_b) {
+                    depart = self.now.max(self.link_free)
+                        + Duration::from_micros(d.len() as u64 * 1_000_000 / rate);
+                    self.link_free = depart;
+                    self.queue_delays
+                        .push((depart - self.now).as_micros() as u64);
+                }
                 let copies = if self.chance(self.faults.dup) { 2 } else { 1 };
                 for _ in 0..copies {
                     let jitter = if self.faults.jitter_ms > 0 {
@@ -113,7 +130,7 @@ impl Net {
                     } else {
                         0
                     };
-                    let at = self.now + Duration::from_micros(20_000 + jitter);
+                    let at = depart + Duration::from_micros(20_000 + jitter);
                     self.n += 1;
                     self.queue
                         .push(Reverse((at, self.n, to_b, from, d.clone())));
@@ -246,7 +263,14 @@ fn transfer(seed: u64, faults: Faults, len: usize) -> f64 {
 
 #[test]
 fn transfer_clean_link() {
-    transfer(1, CLEAN, 1 << 20);
+    let wall = std::time::Instant::now();
+    let sim = transfer(1, CLEAN, 16 << 20);
+    let wall = wall.elapsed().as_secs_f64();
+    eprintln!(
+        "clean: 16 MiB in {sim:.1} s simulated ({:.1} MiB/s simulated), {:.1} MiB/s of simulated transfer per wall second",
+        16.0 / sim,
+        16.0 / wall
+    );
 }
 
 #[test]
@@ -255,6 +279,7 @@ fn transfer_4_mib_with_loss_reordering_duplication_across_seeds() {
         loss: 0.05,
         dup: 0.02,
         jitter_ms: 15,
+        rate: None,
     };
     for seed in 0..4 {
         let wall = std::time::Instant::now();
@@ -265,6 +290,46 @@ fn transfer_4_mib_with_loss_reordering_duplication_across_seeds() {
             4.0 / wall
         );
     }
+}
+
+#[test]
+fn ledbat_fills_a_bottleneck_and_holds_queueing_delay_near_the_100_ms_target() {
+    let rate = 1 << 20; // 1 MiB/s
+    let mut net = Net::new(
+        11,
+        Faults {
+            rate: Some(rate),
+            ..CLEAN
+        },
+    );
+    let (ha, hb) = net.connect();
+    let start = net.now;
+    let data = vec![0x33u8; 8 << 20];
+    let mut sent = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0;
+    while got < data.len() {
+        sent += net.a.write(ha, &data[sent..]);
+        while let n @ 1.. = net.b.read(hb, &mut buf) {
+            got += n;
+        }
+        assert!(net.step());
+        assert!(net.now < start + Duration::from_secs(60), "stalled");
+    }
+    let secs = (net.now - start).as_secs_f64();
+    let tail = &net.queue_delays[net.queue_delays.len() / 2..];
+    let avg_ms = tail.iter().sum::<u64>() as f64 / tail.len() as f64 / 1000.0;
+    let max_ms = *tail.iter().max().unwrap() as f64 / 1000.0;
+    let share = data.len() as f64 / secs / rate as f64;
+    eprintln!(
+        "bottleneck 1 MiB/s: {:.0}% utilisation, queueing delay avg {avg_ms:.0} ms, max {max_ms:.0} ms (second half)",
+        share * 100.0
+    );
+    assert!(share > 0.8, "LEDBAT left the link idle: {share}");
+    assert!(
+        (20.0..=150.0).contains(&avg_ms),
+        "queueing delay {avg_ms} ms"
+    );
 }
 
 #[test]
