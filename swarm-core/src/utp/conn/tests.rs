@@ -430,3 +430,42 @@ fn close_before_connected_sends_nothing() {
     assert!(drain(&mut a, t(0)).is_empty());
     assert!(a.is_closed());
 }
+
+#[test]
+fn sack_masks_of_any_length_are_honoured_without_overreach() {
+    let (mut a, mut b) = pair();
+    a.cc.cwnd = 1 << 20;
+    a.write(&vec![3u8; MAX_PAYLOAD * 8]);
+    let d = drain(&mut a, t(3));
+    assert_eq!(d.len(), 8);
+    // b got everything but the first; a 255-byte mask claims far more than was sent.
+    for p in &d[1..] {
+        b.handle_packet(t(4), p);
+    }
+    let mut st = drain(&mut b, t(4)).pop().unwrap().to_vec();
+    st.truncate(20);
+    st[1] = 1;
+    st.extend_from_slice(&[0, 255]);
+    st.extend_from_slice(&[0xff; 255]);
+    a.handle_packet(t(5), &st);
+    assert_eq!(a.flight.iter().filter(|p| p.sacked).count(), 7);
+    let resent = drain(&mut a, t(5));
+    assert_eq!(parse(&resent[0]).seq_nr, parse(&d[0]).seq_nr);
+    b.handle_packet(t(6), &resent[0]);
+    shuttle(&mut a, &mut b, t(6), |_, _| true);
+    assert!(a.is_flushed());
+    assert_eq!(b.readable_len(), MAX_PAYLOAD * 8);
+}
+
+#[test]
+fn old_duplicate_data_is_acked_again_but_not_delivered_twice() {
+    let (mut a, mut b) = pair();
+    a.write(b"once");
+    let d = drain(&mut a, t(3));
+    b.handle_packet(t(4), &d[0]);
+    drain(&mut b, t(4)); // this ack is lost
+    b.handle_packet(t(5), &d[0]);
+    let ack = drain(&mut b, t(5));
+    assert_eq!(parse(&ack[0]).ack_nr, parse(&d[0]).seq_nr);
+    assert_eq!(read_all(&mut b), b"once");
+}

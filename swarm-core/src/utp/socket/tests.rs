@@ -501,3 +501,20 @@ fn claims_follows_pr_1_11() {
         b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe"
     ));
 }
+
+#[test]
+fn rst_carrying_our_recv_id_also_resets_when_no_send_id_matches() {
+    let mut net = Net::new(12, CLEAN);
+    let (ha, _) = net.connect();
+    let recv = net.a.conn(ha).unwrap().recv_id();
+    net.a
+        .handle_datagram(net.now, addr(B), &packet(PacketType::Reset, recv, 1));
+    assert_eq!(net.a.state(ha), Some(State::Closed(CloseReason::Reset)));
+    // Unrouted now: the peer's next packet for it gets a RST.
+    net.a
+        .handle_datagram(net.now, addr(B), &packet(PacketType::State, recv, 1));
+    let out = drain(&mut net.a, net.now);
+    assert!(out
+        .iter()
+        .any(|(_, d)| Packet::parse(d).unwrap().ty == PacketType::Reset));
+}
