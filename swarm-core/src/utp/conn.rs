@@ -142,8 +142,19 @@ pub struct Conn {
     last_recv: Instant,
     /// Our measure of the peer's one-way delay, echoed as `timestamp_difference`.
     reply_micro: u32,
+    /// Outgoing datagrams are cut from this block (no allocation per packet).
     scratch: BytesMut,
+    /// Received payloads are copied into this block, likewise.
+    rx_block: BytesMut,
     stats: ConnStats,
+}
+
+/// Makes room for `need` bytes, a 64 KiB block at a time: packets are cut from a block with
+/// `split`, and the block is freed once the last of them is dropped.
+pub(crate) fn refill(block: &mut BytesMut, need: usize) {
+    if block.capacity() < need {
+        *block = BytesMut::with_capacity(need.max(64 * 1024));
+    }
 }
 
 fn micros32(now: Instant) -> u32 {
@@ -183,6 +194,7 @@ impl Conn {
             last_recv: now,
             reply_micro: 0,
             scratch: BytesMut::new(),
+            rx_block: BytesMut::new(),
             stats: ConnStats::default(),
         }
     }
@@ -496,7 +508,9 @@ impl Conn {
         }
         if self.reorder[off].is_none() {
             self.reorder_bytes += payload.len();
-            self.reorder[off] = Some(Bytes::copy_from_slice(payload));
+            refill(&mut self.rx_block, payload.len());
+            self.rx_block.extend_from_slice(payload);
+            self.reorder[off] = Some(self.rx_block.split().freeze());
         }
         while let Some(Some(_)) = self.reorder.front() {
             let Some(Some(data)) = self.reorder.pop_front() else {
@@ -757,7 +771,10 @@ impl Conn {
             sack,
             payload,
         }
-        .emit(&mut self.scratch);
+        .emit({
+            refill(&mut self.scratch, MAX_PACKET + 255);
+            &mut self.scratch
+        });
         self.scratch.split().freeze()
     }
 }

@@ -295,7 +295,10 @@ impl UtpSocket {
             sack: None,
             payload: &[],
         }
-        .emit(&mut self.scratch);
+        .emit({
+            super::conn::refill(&mut self.scratch, 64);
+            &mut self.scratch
+        });
         self.resets.push_back((from, self.scratch.split().freeze()));
     }
 
