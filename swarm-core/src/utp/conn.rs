@@ -247,6 +247,10 @@ impl Conn {
     pub fn is_eof(&self) -> bool {
         self.eof && self.readable_len == 0
     }
+    /// The peer's FIN arrived (everything before it too), whether or not all was read.
+    pub fn peer_finished(&self) -> bool {
+        self.eof
+    }
     /// Bytes `write` would accept now.
     pub fn send_capacity(&self) -> usize {
         if self.close_requested || self.is_closed() {
@@ -329,7 +333,16 @@ impl Conn {
 
     /// Like `handle_packet`, for an already parsed packet.
     pub fn handle(&mut self, now: Instant, p: &Packet<'_>) {
-        if self.is_closed() {
+        if let State::Closed(reason) = self.state {
+            // Lingering after a clean close: the peer did not get our ack of its FIN and
+            // resends; ack again rather than let it see a RST (libutp would reset).
+            if reason == CloseReason::Normal
+                && self.eof
+                && matches!(p.ty, PacketType::Fin | PacketType::Data)
+                && seq::le(p.seq_nr, self.ack_nr)
+            {
+                self.ack_needed = true;
+            }
             return;
         }
         if p.ty == PacketType::Reset {

@@ -64,6 +64,9 @@ impl UtpConfig {
 /// Unknown-connection RSTs: one per (id, address, seq) per 10 s, at most this many remembered.
 const RST_MEMORY: usize = 1000;
 const RST_INTERVAL: Duration = Duration::from_secs(10);
+/// A cleanly closed connection stays routable this long, so a FIN resent because our ack
+/// was lost is acked again instead of reset.
+const LINGER: Duration = Duration::from_secs(10);
 
 struct Entry {
     addr: SocketAddr,
@@ -73,6 +76,8 @@ struct Entry {
     write_blocked: bool,
     closed_reported: bool,
     half_open: bool,
+    /// Routable until then after a clean close.
+    linger_until: Option<Instant>,
 }
 
 /// The multiplexer.
@@ -93,6 +98,8 @@ pub struct UtpSocket {
     rst_seen: Map<(u16, SocketAddr, u16), Instant>,
     rst_order: VecDeque<((u16, SocketAddr, u16), Instant)>,
     scratch: BytesMut,
+    /// The latest `now` seen, for lingering deadlines set outside timed calls.
+    now: Instant,
 }
 
 impl UtpSocket {
@@ -112,6 +119,7 @@ impl UtpSocket {
             rst_seen: new_map(seed),
             rst_order: VecDeque::new(),
             scratch: BytesMut::new(),
+            now: Instant::ZERO,
             config,
         }
     }
@@ -142,6 +150,7 @@ impl UtpSocket {
     /// Opens a connection to `addr`: a random id `S` such that none of `S-1 ..= S+2` is in
     /// use with that address (so neither our ids nor libutp's RST matching can collide).
     pub fn connect(&mut self, now: Instant, addr: SocketAddr) -> ConnHandle {
+        self.now = self.now.max(now);
         let free = |s: &Self, id: u16| {
             (0..4).all(|d| !s.id_in_use(addr, id.wrapping_add(d).wrapping_sub(1)))
         };
@@ -177,6 +186,7 @@ impl UtpSocket {
                 write_blocked: false,
                 closed_reported: false,
                 half_open,
+                linger_until: None,
             },
         );
         h
@@ -210,6 +220,7 @@ impl UtpSocket {
 
     /// A datagram from `from`. Non-uTP and malformed datagrams are ignored.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.now = self.now.max(now);
         let Ok(p) = Packet::parse(data) else {
             return;
         };
@@ -327,13 +338,11 @@ impl UtpSocket {
             if !e.closed_reported {
                 e.closed_reported = true;
                 self.events.push_back(UtpEvent::Closed { conn: h, reason });
-                let (addr, r, s) = (e.addr, e.conn.recv_id(), e.conn.send_id());
-                // Later packets for it get a RST, as from libutp after it deletes a socket.
-                if self.by_recv.get(&(addr, r)) == Some(&h) {
-                    self.by_recv.remove(&(addr, r));
-                }
-                if self.by_send.get(&(addr, s)) == Some(&h) {
-                    self.by_send.remove(&(addr, s));
+                if reason == CloseReason::Normal && e.conn.peer_finished() {
+                    e.linger_until = Some(self.now + LINGER);
+                } else {
+                    // Later packets for it get a RST, as from libutp after it deletes a socket.
+                    self.unroute(h);
                 }
             }
         }
@@ -342,6 +351,10 @@ impl UtpSocket {
     /// Forgets a connection at once: no FIN, unread data dropped; the peer's next packet
     /// gets a RST. Use `close` for a graceful end.
     pub fn release(&mut self, h: ConnHandle) {
+        self.remove(h);
+    }
+
+    fn unroute(&mut self, h: ConnHandle) {
         if let Some(e) = self.conns.get(&h) {
             let (addr, r, s) = (e.addr, e.conn.recv_id(), e.conn.send_id());
             if self.by_recv.get(&(addr, r)) == Some(&h) {
@@ -350,11 +363,11 @@ impl UtpSocket {
             if self.by_send.get(&(addr, s)) == Some(&h) {
                 self.by_send.remove(&(addr, s));
             }
-            self.remove(h);
         }
     }
 
     fn remove(&mut self, h: ConnHandle) {
+        self.unroute(h);
         if let Some(e) = self.conns.remove(&h) {
             self.half_open -= usize::from(e.half_open);
             if let Some(i) = self.order.iter().position(|&x| x == h) {
@@ -417,6 +430,7 @@ impl UtpSocket {
     /// Next datagram to send, connections served round-robin. Closed connections with
     /// nothing left to read or send are dropped here.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddr, Bytes)> {
+        self.now = self.now.max(now);
         if let Some(r) = self.resets.pop_front() {
             return Some(r);
         }
@@ -435,7 +449,7 @@ impl UtpSocket {
                 out = Some((e.addr, b));
                 break;
             }
-            if e.closed_reported && e.conn.readable_len() == 0 {
+            if e.closed_reported && e.conn.readable_len() == 0 && e.linger_until.is_none() {
                 dead.push(h);
             }
         }
@@ -453,19 +467,36 @@ impl UtpSocket {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.conns
             .values()
-            .filter_map(|e| e.conn.poll_timeout())
+            .flat_map(|e| [e.conn.poll_timeout(), e.linger_until])
+            .flatten()
             .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        let mut expired = Vec::new();
         for i in 0..self.order.len() {
             let h = self.order[i];
             let Some(e) = self.conns.get_mut(&h) else {
                 continue;
             };
+            if e.linger_until.is_some_and(|t| t <= now) {
+                e.linger_until = None;
+                expired.push(h);
+            }
             if e.conn.poll_timeout().is_some_and(|d| d <= now) {
                 e.conn.handle_timeout(now);
                 self.update(h);
+            }
+        }
+        for h in expired {
+            self.unroute(h);
+            if self
+                .conns
+                .get(&h)
+                .is_some_and(|e| e.conn.readable_len() == 0)
+            {
+                self.remove(h);
             }
         }
         // RST memory older than the interval is useless.

@@ -518,3 +518,39 @@ fn rst_carrying_our_recv_id_also_resets_when_no_send_id_matches() {
         .iter()
         .any(|(_, d)| Packet::parse(d).unwrap().ty == PacketType::Reset));
 }
+
+#[test]
+fn lost_ack_of_the_last_fin_is_repeated_while_lingering_not_answered_with_rst() {
+    let mut net = Net::new(13, CLEAN);
+    let (ha, hb) = net.connect();
+    net.a.close(ha);
+    for _ in 0..10 {
+        net.step();
+    }
+    assert!(net.b.conn(hb).unwrap().is_eof());
+    net.b.close(hb);
+    let now = net.now;
+    let fin = drain(&mut net.b, now);
+    assert_eq!(Packet::parse(&fin[0].1).unwrap().ty, PacketType::Fin);
+    net.a.handle_datagram(now, addr(B), &fin[0].1);
+    assert_eq!(net.a.state(ha), Some(State::Closed(CloseReason::Normal)));
+    let lost = drain(&mut net.a, now);
+    assert_eq!(Packet::parse(&lost[0].1).unwrap().ty, PacketType::State);
+    // b's RTO resends the FIN; a, closed but lingering, acks it again.
+    let due = net.b.poll_timeout().unwrap();
+    net.b.handle_timeout(due);
+    let again = drain(&mut net.b, due);
+    net.a.handle_datagram(due, addr(B), &again[0].1);
+    let reply = drain(&mut net.a, due);
+    assert_eq!(Packet::parse(&reply[0].1).unwrap().ty, PacketType::State);
+    net.b.handle_datagram(due, addr(A), &reply[0].1);
+    assert_eq!(net.b.state(hb), Some(State::Closed(CloseReason::Normal)));
+    // The linger ends; then a's entry is gone and a FIN would meet a RST.
+    let end = net.a.poll_timeout().unwrap();
+    assert!(end <= due + LINGER);
+    net.a.handle_timeout(end);
+    assert!(net.a.is_empty());
+    net.a.handle_datagram(end, addr(B), &again[0].1);
+    let rst = drain(&mut net.a, end);
+    assert_eq!(Packet::parse(&rst[0].1).unwrap().ty, PacketType::Reset);
+}
