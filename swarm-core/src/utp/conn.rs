@@ -5,7 +5,7 @@
 //! `poll_timeout()`.
 
 use super::congestion::Congestion;
-use super::header::{Packet, PacketType};
+use super::header::{Packet, PacketType, HEADER_LEN};
 use super::seq;
 use crate::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
@@ -149,13 +149,17 @@ pub struct Conn {
     stats: ConnStats,
 }
 
-/// Makes room for `need` bytes, a 64 KiB block at a time: packets are cut from a block with
-/// `split`, and the block is freed once the last of them is dropped.
-pub(crate) fn refill(block: &mut BytesMut, need: usize) {
-    if block.capacity() < need {
-        *block = BytesMut::with_capacity(need.max(64 * 1024));
+/// Makes room for `need` bytes, a block of at least `block` bytes at a time: packets are cut
+/// from a block with `split`, and the block is freed once the last of them is dropped.
+pub(crate) fn refill(buf: &mut BytesMut, need: usize, block: usize) {
+    if buf.capacity() < need {
+        *buf = BytesMut::with_capacity(need.max(block));
     }
 }
+
+/// Block size for a connection's buffers once it carries data; before that (a SYN flood's
+/// half-open connections) each packet gets exactly its size.
+const BLOCK: usize = 64 * 1024;
 
 fn micros32(now: Instant) -> u32 {
     now.as_micros() as u32
@@ -246,6 +250,15 @@ impl Conn {
     /// The peer's FIN arrived and everything before it was read.
     pub fn is_eof(&self) -> bool {
         self.eof && self.readable_len == 0
+    }
+    /// Heap bytes held by this connection's buffers (for the SYN-flood bound).
+    pub fn heap_bytes(&self) -> usize {
+        self.scratch.capacity()
+            + self.rx_block.capacity()
+            + self.pending.capacity()
+            + self.flight.capacity() * core::mem::size_of::<OutPkt>()
+            + self.reorder.capacity() * core::mem::size_of::<Option<Bytes>>()
+            + self.readable.capacity() * core::mem::size_of::<Bytes>()
     }
     /// The peer's FIN arrived (everything before it too), whether or not all was read.
     pub fn peer_finished(&self) -> bool {
@@ -521,7 +534,7 @@ impl Conn {
         }
         if self.reorder[off].is_none() {
             self.reorder_bytes += payload.len();
-            refill(&mut self.rx_block, payload.len());
+            refill(&mut self.rx_block, payload.len(), BLOCK);
             self.rx_block.extend_from_slice(payload);
             self.reorder[off] = Some(self.rx_block.split().freeze());
         }
@@ -785,7 +798,8 @@ impl Conn {
             payload,
         }
         .emit({
-            refill(&mut self.scratch, MAX_PACKET + 255);
+            let block = if self.is_connected() { BLOCK } else { 0 };
+            refill(&mut self.scratch, HEADER_LEN + 6 + payload.len(), block);
             &mut self.scratch
         });
         self.scratch.split().freeze()

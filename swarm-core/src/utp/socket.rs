@@ -307,7 +307,7 @@ impl UtpSocket {
             payload: &[],
         }
         .emit({
-            super::conn::refill(&mut self.scratch, 64);
+            super::conn::refill(&mut self.scratch, 20, 20 * 64);
             &mut self.scratch
         });
         self.resets.push_back((from, self.scratch.split().freeze()));

@@ -452,6 +452,11 @@ fn syn_flood_is_bounded_and_half_open_connections_expire() {
     assert_eq!(s.len(), 64);
     assert_eq!(s.half_open(), 64);
     drain(&mut s, t(0));
+    // A half-open connection is a small state: its struct plus at most one small buffer.
+    let size = core::mem::size_of::<Conn>();
+    let heap: usize = s.conns.values().map(|e| e.conn.heap_bytes()).max().unwrap();
+    eprintln!("half-open connection: {size} bytes + {heap} heap bytes");
+    assert!(size < 1024 && heap <= 64, "{size} + {heap}");
     let due = s.poll_timeout().unwrap();
     s.handle_timeout(due);
     drain(&mut s, due);
