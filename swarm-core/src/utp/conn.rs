@@ -118,6 +118,8 @@ pub struct Conn {
     flight_bytes: usize,
     /// Payload bytes counting against the window (`OutPkt::in_flight`).
     cur_window: usize,
+    /// Packets in `flight` with `need_resend`, so the common case skips the search.
+    resend_pending: usize,
     close_requested: bool,
     fin_sent: bool,
     fin_acked: bool,
@@ -177,6 +179,7 @@ impl Conn {
             flight: VecDeque::new(),
             flight_bytes: 0,
             cur_window: 0,
+            resend_pending: 0,
             close_requested: false,
             fin_sent: false,
             fin_acked: false,
@@ -346,6 +349,11 @@ impl Conn {
 
     /// Like `handle_packet`, for an already parsed packet.
     pub fn handle(&mut self, now: Instant, p: &Packet<'_>) {
+        self.handle_inner(now, p);
+        self.debug_check();
+    }
+
+    fn handle_inner(&mut self, now: Instant, p: &Packet<'_>) {
         if let State::Closed(reason) = self.state {
             // Lingering after a clean close: the peer did not get our ack of its FIN and
             // resends; ack again rather than let it see a RST (libutp would reset).
@@ -444,6 +452,7 @@ impl Conn {
                 break;
             };
             self.flight_bytes -= p.payload.len();
+            self.resend_pending -= usize::from(p.need_resend);
             if p.in_flight() {
                 self.cur_window -= p.payload.len();
             }
@@ -463,6 +472,25 @@ impl Conn {
             self.rto_deadline = self.outstanding().then(|| now + self.cc.rto());
         }
         acked
+    }
+
+    /// The counters agree with the flight queue (checked in debug builds and under fuzzing).
+    fn debug_check(&self) {
+        if cfg!(debug_assertions) {
+            let bytes: usize = self.flight.iter().map(|p| p.payload.len()).sum();
+            let window: usize = self
+                .flight
+                .iter()
+                .filter(|p| p.in_flight() && p.transmissions > 0)
+                .map(|p| p.payload.len())
+                .sum();
+            let resend = self.flight.iter().filter(|p| p.need_resend).count();
+            assert_eq!(self.flight_bytes, bytes, "flight_bytes");
+            assert_eq!(self.cur_window, window, "cur_window");
+            assert_eq!(self.resend_pending, resend, "resend_pending");
+            assert!(self.flight.len() <= MAX_FLIGHT + 1);
+            assert!(self.readable_len + self.reorder_bytes <= RECV_BUF);
+        }
     }
 
     /// Some packet was sent and is neither acked nor selectively acked.
@@ -488,6 +516,7 @@ impl Conn {
                     self.cur_window -= p.payload.len();
                 }
                 p.sacked = true;
+                self.resend_pending -= usize::from(p.need_resend);
                 p.need_resend = false;
             }
         }
@@ -499,6 +528,7 @@ impl Conn {
                 if p.in_flight() {
                     self.cur_window -= p.payload.len();
                 }
+                self.resend_pending += usize::from(!p.need_resend);
                 p.need_resend = true;
                 p.fast_resent = true;
                 resent += 1;
@@ -580,6 +610,11 @@ impl Conn {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.handle_timeout_inner(now);
+        self.debug_check();
+    }
+
+    fn handle_timeout_inner(&mut self, now: Instant) {
         match self.state {
             State::Closed(_) => return,
             State::SynRecv if now >= self.last_recv + SYN_RECV_TIMEOUT => {
@@ -617,6 +652,7 @@ impl Conn {
             for p in self.flight.iter_mut().filter(|p| !p.sacked) {
                 p.need_resend = true;
             }
+            self.resend_pending = self.flight.iter().filter(|p| p.need_resend).count();
             self.cur_window = 0;
             self.rto_deadline = Some(now + self.cc.rto());
         }
@@ -635,6 +671,7 @@ impl Conn {
             sacked: false,
             fast_resent: false,
         });
+        self.resend_pending += 1;
         self.seq_nr = self.seq_nr.wrapping_add(1);
     }
 
@@ -650,6 +687,12 @@ impl Conn {
     /// The next datagram to send, if any. New output appears after any `handle_*`, `write`,
     /// `read` or `close`.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        let out = self.poll_transmit_inner(now);
+        self.debug_check();
+        out
+    }
+
+    fn poll_transmit_inner(&mut self, now: Instant) -> Option<Bytes> {
         if let State::Closed(reason) = self.state {
             // The ack of the peer's FIN still goes out (5.5: "ACK sent at once").
             if reason == CloseReason::Normal && self.ack_needed && self.eof {
@@ -666,12 +709,18 @@ impl Conn {
             return None;
         }
         // 1. Retransmissions (and a SYN's first transmission), oldest first.
-        if let Some(i) = self.flight.iter().position(|p| p.need_resend) {
+        let first_resend = if self.resend_pending > 0 {
+            self.flight.iter().position(|p| p.need_resend)
+        } else {
+            None
+        };
+        if let Some(i) = first_resend {
             let len = self.flight[i].payload.len();
             if self.window_allows(len) {
                 let seq = self.una().wrapping_add(i as u16);
                 let p = &mut self.flight[i];
                 p.need_resend = false;
+                self.resend_pending -= 1;
                 p.transmissions += 1;
                 p.sent_at = now;
                 self.stats.retransmits += u64::from(p.transmissions > 1);
@@ -731,6 +780,7 @@ impl Conn {
         self.push_packet(ty, payload.clone());
         let p = self.flight.back_mut().expect("just pushed");
         p.need_resend = false;
+        self.resend_pending -= 1;
         p.transmissions = 1;
         p.sent_at = now;
         self.cur_window += payload.len();

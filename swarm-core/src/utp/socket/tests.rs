@@ -281,7 +281,12 @@ fn transfer_4_mib_with_loss_reordering_duplication_across_seeds() {
         jitter_ms: 15,
         rate: None,
     };
-    for seed in 0..4 {
+    // UTP_SEEDS=N widens the sweep (default 4).
+    let seeds = std::env::var("UTP_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    for seed in 0..seeds {
         let wall = std::time::Instant::now();
         let sim = transfer(seed, faults, 4 << 20);
         let wall = wall.elapsed().as_secs_f64();
