@@ -564,3 +564,50 @@ fn lost_ack_of_the_last_fin_is_repeated_while_lingering_not_answered_with_rst() 
     let rst = drain(&mut net.a, end);
     assert_eq!(Packet::parse(&rst[0].1).unwrap().ty, PacketType::Reset);
 }
+
+#[test]
+fn eight_connections_share_one_port_under_loss_each_stream_intact() {
+    let mut net = Net::new(
+        21,
+        Faults {
+            loss: 0.05,
+            dup: 0.02,
+            jitter_ms: 10,
+            rate: None,
+        },
+    );
+    let len = 256 * 1024;
+    let ours: Vec<ConnHandle> = (0..8).map(|_| net.a.connect(net.now, addr(B))).collect();
+    let stream = |k: usize| -> Vec<u8> { (0..len).map(|i| (i * (k + 3) + k) as u8).collect() };
+    let data: Vec<Vec<u8>> = (0..8).map(stream).collect();
+    let mut sent = [0usize; 8];
+    // b's handle -> (stream index, bytes received)
+    let mut theirs: std::collections::HashMap<ConnHandle, (usize, Vec<u8>)> = Default::default();
+    let mut buf = vec![0u8; 1 << 16];
+    while theirs.len() < 8 || theirs.values().any(|(_, got)| got.len() < len) {
+        for (k, &h) in ours.iter().enumerate() {
+            sent[k] += net.a.write(h, &data[k][sent[k]..]);
+        }
+        while let Some(e) = net.b.poll_event() {
+            if let UtpEvent::Incoming { conn, .. } = e {
+                // Our recv id is the initiator's send id: pair the two ends.
+                let id = net.b.conn(conn).unwrap().send_id();
+                let k = ours
+                    .iter()
+                    .position(|&h| net.a.conn(h).unwrap().recv_id() == id)
+                    .unwrap();
+                theirs.insert(conn, (k, Vec::new()));
+            }
+        }
+        for (h, (_, got)) in theirs.iter_mut() {
+            while let n @ 1.. = net.b.read(*h, &mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        assert!(net.step());
+        assert!(net.now < t(600_000), "stalled");
+    }
+    for (k, got) in theirs.values() {
+        assert!(*got == data[*k], "stream {k} corrupted");
+    }
+}
