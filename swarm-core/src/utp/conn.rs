@@ -412,7 +412,14 @@ impl Conn {
             self.reply_micro = micros32(now).wrapping_sub(p.timestamp);
         }
         match self.state {
-            State::SynSent | State::SynRecv => self.state = State::Connected,
+            State::SynSent => {
+                self.state = State::Connected;
+                // Confirm at once (seq X+1, ack Y-1: inside libutp's windows, and libutp
+                // ignores it), so an acceptor hears from us even if we have nothing to say:
+                // ours leaves SYN_RECV on it instead of timing the connection out.
+                self.ack_needed = true;
+            }
+            State::SynRecv => self.state = State::Connected,
             _ => {}
         }
         self.set_peer_wnd(now, p.wnd_size as usize);

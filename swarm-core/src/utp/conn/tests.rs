@@ -348,7 +348,11 @@ fn keepalive_after_29_s_repeats_the_previous_ack() {
     let (mut a, _b) = pair();
     drain(&mut a, t(3));
     let due = a.poll_timeout().unwrap();
-    assert_eq!(due, t(0) + KEEPALIVE, "a last sent at t(0), its SYN");
+    assert_eq!(
+        due,
+        t(3) + KEEPALIVE,
+        "a last sent its confirming ST_STATE at t(3)"
+    );
     a.handle_timeout(due);
     let k = drain(&mut a, due);
     let p = parse(&k[0]);
@@ -468,4 +472,19 @@ fn old_duplicate_data_is_acked_again_but_not_delivered_twice() {
     let ack = drain(&mut b, t(5));
     assert_eq!(parse(&ack[0]).ack_nr, parse(&d[0]).seq_nr);
     assert_eq!(read_all(&mut b), b"once");
+}
+
+#[test]
+fn rule_initiator_confirms_with_state_at_x_plus_1_ack_y_minus_1_and_acceptor_connects() {
+    let (mut a, mut b) = pair();
+    let c = drain(&mut a, t(3));
+    assert_eq!(c.len(), 1);
+    let p = parse(&c[0]);
+    assert_eq!(
+        (p.ty, p.seq_nr, p.ack_nr),
+        (PacketType::State, X.wrapping_add(1), Y.wrapping_sub(1))
+    );
+    b.handle_packet(t(4), &c[0]);
+    assert_eq!(b.state(), State::Connected);
+    assert!(drain(&mut b, t(4)).is_empty(), "an ack is not acked");
 }

@@ -611,3 +611,25 @@ fn eight_connections_share_one_port_under_loss_each_stream_intact() {
         assert!(*got == data[*k], "stream {k} corrupted");
     }
 }
+
+#[test]
+fn idle_connection_stays_up_for_ten_minutes_on_keepalives() {
+    let mut net = Net::new(22, CLEAN);
+    let (ha, hb) = net.connect();
+    let start = net.now;
+    let before = net.datagrams;
+    while net.now < start + Duration::from_secs(600) {
+        assert!(net.step(), "no timer left: keep-alives stopped");
+    }
+    let keepalives = net.datagrams - before;
+    // One per side every 29 s, nothing else.
+    assert!((40..=44).contains(&keepalives), "{keepalives} datagrams");
+    assert!(net.a.conn(ha).unwrap().is_connected());
+    assert!(net.b.conn(hb).unwrap().is_connected());
+    net.a.write(ha, b"still here");
+    for _ in 0..5 {
+        net.step();
+    }
+    let mut buf = [0u8; 16];
+    assert_eq!(net.b.read(hb, &mut buf), 10);
+}
