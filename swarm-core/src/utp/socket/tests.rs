@@ -223,7 +223,7 @@ fn transfer(seed: u64, faults: Faults, len: usize) -> f64 {
             }
             got_back.extend_from_slice(&buf[..n]);
         }
-        let b_eof = net.b.conn(hb).is_none_or(|c| c.is_eof());
+        let b_eof = net.b.conn(hb).map_or(true, |c| c.is_eof());
         if b_eof && sent_back == back.len() && !b_closed {
             net.b.close(hb);
             b_closed = true;
@@ -231,7 +231,7 @@ fn transfer(seed: u64, faults: Faults, len: usize) -> f64 {
         if let Some(c) = net.a.conn(ha) {
             last = Some((c.stats(), c.cwnd()));
         }
-        let done = |s: &UtpSocket, h| s.state(h).is_none_or(|st| matches!(st, State::Closed(_)));
+        let done = |s: &UtpSocket, h| s.state(h).map_or(true, |st| matches!(st, State::Closed(_)));
         if done(&net.a, ha) && done(&net.b, hb) {
             break;
         }
