@@ -55,6 +55,7 @@ pub mod peer;
 mod registry;
 mod swarm;
 pub mod time;
+pub mod utp;
 
 pub use config::{Config, ConfigError, HandshakeMode};
 pub use event::{BanReason, ConnInfo, Event, PeerInfo, PeerSource, RejectReason, Stats, Transport};

@@ -1,0 +1,867 @@
+//! One uTP connection's state machine, sans-IO (BEP 29, PROTOCOLS.md 5.2-5.5).
+//!
+//! Drive it with `handle_packet(now, datagram)` and `handle_timeout(now)`, then drain
+//! `poll_transmit(now)` until `None` after every input, `write` or `read`, and sleep until
+//! `poll_timeout()`.
+
+use super::congestion::Congestion;
+use super::header::{Packet, PacketType, HEADER_LEN};
+use super::seq;
+use crate::time::Instant;
+use bytes::{Buf, Bytes, BytesMut};
+use core::time::Duration;
+use std::collections::VecDeque;
+
+/// Largest UDP payload we send (libutp's 1402: 1500 minus IP/UDP/tunnel overheads).
+pub const MAX_PACKET: usize = 1402;
+/// Largest data payload per packet.
+pub const MAX_PAYLOAD: usize = MAX_PACKET - 20;
+/// libutp accepts data at most this many packets ahead of its `ack_nr`.
+pub const REORDER_MAX: u16 = 1024;
+/// Packets in flight: one less than the peer's reorder window, so even our ST_STATE (which
+/// carries the *next* seq) stays inside `[ack_nr+1, ack_nr+1024]` at the peer.
+const MAX_FLIGHT: usize = REORDER_MAX as usize - 1;
+/// Bytes `write` buffers (queued plus unacknowledged).
+pub const SEND_BUF: usize = 1 << 20;
+/// Bytes of received data held (readable plus out of order): the advertised window.
+pub const RECV_BUF: usize = 1 << 20;
+const KEEPALIVE: Duration = Duration::from_secs(29);
+/// An acceptor that never hears from its initiator again is dropped (libutp never does,
+/// but a bounded half-open table needs it).
+const SYN_RECV_TIMEOUT: Duration = Duration::from_secs(10);
+/// Peer advertised a zero window: probe after this long.
+const ZERO_WINDOW_PROBE: Duration = Duration::from_secs(15);
+/// Consecutive RTOs before giving up: SYN at ~21 s (3, 9, 21), data at the 5th.
+const SYN_TIMEOUTS: u32 = 3;
+const DATA_TIMEOUTS: u32 = 5;
+/// Fast retransmissions per selective ACK (libutp).
+const MAX_FAST_RESEND: usize = 4;
+
+/// Where a connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// We sent a SYN and wait for the ST_STATE.
+    SynSent,
+    /// We answered a SYN and wait for the initiator's first packet.
+    SynRecv,
+    Connected,
+    /// We sent (or queued) our FIN; the peer may still send.
+    FinSent,
+    Closed(CloseReason),
+}
+
+/// Why a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Both FINs exchanged, or closed locally before it was established.
+    Normal,
+    /// RST in reply to our SYN (ECONNREFUSED).
+    Refused,
+    /// RST while established (ECONNRESET).
+    Reset,
+    /// Too many consecutive retransmission timeouts (ETIMEDOUT).
+    TimedOut,
+}
+
+/// Counters of one connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Datagrams emitted, acks included.
+    pub packets_sent: u64,
+    /// Data/FIN/SYN packets sent again (by RTO or selective ACK).
+    pub retransmits: u64,
+    /// Packets declared lost by selective ACK.
+    pub fast_retransmits: u64,
+    /// Retransmission timer expiries.
+    pub timeouts: u64,
+}
+
+/// A packet we sent that is not cumulatively acknowledged yet.
+#[derive(Debug)]
+struct OutPkt {
+    ty: PacketType,
+    payload: Bytes,
+    sent_at: Instant,
+    transmissions: u32,
+    /// Waiting to go (again): never sent, timed out, or declared lost by SACK.
+    need_resend: bool,
+    /// Selectively acknowledged: no longer in flight, never resent.
+    sacked: bool,
+    /// Already fast-resent once: the next loss of it is the RTO's business.
+    fast_resent: bool,
+}
+
+impl OutPkt {
+    /// Counts against the window: sent, not acknowledged, not queued for resend.
+    fn in_flight(&self) -> bool {
+        !self.need_resend && !self.sacked
+    }
+}
+
+/// One connection. Ids and initial sequence numbers come from the caller (the socket owns
+/// the randomness).
+#[derive(Debug)]
+pub struct Conn {
+    state: State,
+    recv_id: u16,
+    send_id: u16,
+    /// Next sequence number to send.
+    seq_nr: u16,
+    /// Last sequence number received in order.
+    ack_nr: u16,
+    // --- sending
+    /// Written, not yet cut into packets.
+    pending: BytesMut,
+    /// Sent, not cumulatively acked: seqs `una .. seq_nr`, contiguous.
+    flight: VecDeque<OutPkt>,
+    /// Payload bytes in `flight` (for the send-buffer limit).
+    flight_bytes: usize,
+    /// Payload bytes counting against the window (`OutPkt::in_flight`).
+    cur_window: usize,
+    /// Packets in `flight` with `need_resend`, so the common case skips the search.
+    resend_pending: usize,
+    close_requested: bool,
+    fin_sent: bool,
+    fin_acked: bool,
+    peer_wnd: usize,
+    zero_wnd_since: Option<Instant>,
+    // --- receiving
+    /// Slot `i` holds seq `ack_nr + 1 + i` if it arrived early.
+    reorder: VecDeque<Option<Bytes>>,
+    reorder_bytes: usize,
+    readable: VecDeque<Bytes>,
+    readable_len: usize,
+    peer_fin: Option<u16>,
+    eof: bool,
+    ack_needed: bool,
+    keepalive_due: bool,
+    last_adv_wnd: usize,
+    // --- timing
+    cc: Congestion,
+    rto_deadline: Option<Instant>,
+    timeouts: u32,
+    last_sent: Instant,
+    last_recv: Instant,
+    /// Our measure of the peer's one-way delay, echoed as `timestamp_difference`.
+    reply_micro: u32,
+    /// Outgoing datagrams are cut from this block (no allocation per packet).
+    scratch: BytesMut,
+    /// Received payloads are copied into this block, likewise.
+    rx_block: BytesMut,
+    stats: ConnStats,
+}
+
+/// Makes room for `need` bytes, a block of at least `block` bytes at a time: packets are cut
+/// from a block with `split`, and the block is freed once the last of them is dropped.
+pub(crate) fn refill(buf: &mut BytesMut, need: usize, block: usize) {
+    if buf.capacity() < need {
+        *buf = BytesMut::with_capacity(need.max(block));
+    }
+}
+
+/// Block size for a connection's buffers once it carries data; before that (a SYN flood's
+/// half-open connections) each packet gets exactly its size.
+const BLOCK: usize = 64 * 1024;
+
+fn micros32(now: Instant) -> u32 {
+    now.as_micros() as u32
+}
+
+impl Conn {
+    fn new(now: Instant, state: State, recv_id: u16, send_id: u16, seq_nr: u16) -> Self {
+        Conn {
+            state,
+            recv_id,
+            send_id,
+            seq_nr,
+            ack_nr: 0,
+            pending: BytesMut::new(),
+            flight: VecDeque::new(),
+            flight_bytes: 0,
+            cur_window: 0,
+            resend_pending: 0,
+            close_requested: false,
+            fin_sent: false,
+            fin_acked: false,
+            peer_wnd: RECV_BUF,
+            zero_wnd_since: None,
+            reorder: VecDeque::new(),
+            reorder_bytes: 0,
+            readable: VecDeque::new(),
+            readable_len: 0,
+            peer_fin: None,
+            eof: false,
+            ack_needed: false,
+            keepalive_due: false,
+            last_adv_wnd: RECV_BUF,
+            cc: Congestion::new(now, MAX_PAYLOAD),
+            rto_deadline: None,
+            timeouts: 0,
+            last_sent: now,
+            last_recv: now,
+            reply_micro: 0,
+            scratch: BytesMut::new(),
+            rx_block: BytesMut::new(),
+            stats: ConnStats::default(),
+        }
+    }
+
+    /// An outgoing connection: receives on `id`, sends on `id + 1`, SYN with `seq = isn`.
+    pub fn connect(now: Instant, id: u16, isn: u16) -> Self {
+        let mut c = Conn::new(now, State::SynSent, id, id.wrapping_add(1), isn);
+        c.push_packet(PacketType::Syn, Bytes::new());
+        c
+    }
+
+    /// An incoming connection for a SYN: receives on `id + 1`, sends on `id`, and answers with
+    /// an ST_STATE carrying `seq = isn`, which is also the seq of its first data (5.2).
+    pub fn accept(now: Instant, syn: &Packet<'_>, isn: u16) -> Self {
+        let id = syn.conn_id;
+        let mut c = Conn::new(now, State::SynRecv, id.wrapping_add(1), id, isn);
+        c.ack_nr = syn.seq_nr;
+        c.peer_wnd = syn.wnd_size as usize;
+        if syn.timestamp != 0 {
+            c.reply_micro = micros32(now).wrapping_sub(syn.timestamp);
+        }
+        c.ack_needed = true;
+        c
+    }
+
+    // ------------------------------------------------------------------ queries
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed(_))
+    }
+    pub fn is_connected(&self) -> bool {
+        matches!(self.state, State::Connected | State::FinSent)
+    }
+    /// Id the peer puts on packets to us.
+    pub fn recv_id(&self) -> u16 {
+        self.recv_id
+    }
+    /// Id we put on packets to the peer.
+    pub fn send_id(&self) -> u16 {
+        self.send_id
+    }
+    /// Bytes `read` would return now.
+    pub fn readable_len(&self) -> usize {
+        self.readable_len
+    }
+    /// The peer's FIN arrived and everything before it was read.
+    pub fn is_eof(&self) -> bool {
+        self.eof && self.readable_len == 0
+    }
+    /// Heap bytes held by this connection's buffers (for the SYN-flood bound).
+    pub fn heap_bytes(&self) -> usize {
+        self.scratch.capacity()
+            + self.rx_block.capacity()
+            + self.pending.capacity()
+            + self.flight.capacity() * core::mem::size_of::<OutPkt>()
+            + self.reorder.capacity() * core::mem::size_of::<Option<Bytes>>()
+            + self.readable.capacity() * core::mem::size_of::<Bytes>()
+    }
+    /// The peer's FIN arrived (everything before it too), whether or not all was read.
+    pub fn peer_finished(&self) -> bool {
+        self.eof
+    }
+    /// Bytes `write` would accept now.
+    pub fn send_capacity(&self) -> usize {
+        if self.close_requested || self.is_closed() {
+            return 0;
+        }
+        SEND_BUF.saturating_sub(self.pending.len() + self.flight_bytes)
+    }
+    /// Everything written has been acknowledged.
+    pub fn is_flushed(&self) -> bool {
+        self.pending.is_empty() && self.flight.is_empty()
+    }
+    pub fn cwnd(&self) -> usize {
+        self.cc.cwnd
+    }
+    pub fn rtt(&self) -> Option<Duration> {
+        self.cc.srtt()
+    }
+    pub fn rto(&self) -> Duration {
+        self.cc.rto()
+    }
+    pub fn stats(&self) -> ConnStats {
+        self.stats
+    }
+    /// The receive window we advertise: free space in the receive buffer.
+    pub fn recv_window(&self) -> usize {
+        RECV_BUF.saturating_sub(self.readable_len + self.reorder_bytes)
+    }
+
+    // ------------------------------------------------------------------ application side
+
+    /// Queues as much of `data` as the send buffer takes; returns how much.
+    pub fn write(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.send_capacity());
+        self.pending.extend_from_slice(&data[..n]);
+        n
+    }
+
+    /// Copies received bytes in order; 0 means nothing now (see `is_eof`).
+    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < buf.len() {
+            let Some(front) = self.readable.front_mut() else {
+                break;
+            };
+            let k = front.len().min(buf.len() - n);
+            buf[n..n + k].copy_from_slice(&front[..k]);
+            front.advance(k);
+            if front.is_empty() {
+                self.readable.pop_front();
+            }
+            n += k;
+        }
+        self.readable_len -= n;
+        // Reopening a window the sender saw (nearly) closed: tell it now rather than leave
+        // it to its 15 s zero-window probe.
+        if self.last_adv_wnd < RECV_BUF / 2 && self.recv_window() >= RECV_BUF / 2 {
+            self.ack_needed = true;
+        }
+        n
+    }
+
+    /// Half-close: send a FIN after the queued data; reading goes on until the peer's FIN.
+    /// Before the connection is established it just ends (no packet, like libutp).
+    pub fn close(&mut self) {
+        match self.state {
+            State::SynSent | State::SynRecv => self.state = State::Closed(CloseReason::Normal),
+            State::Connected => self.close_requested = true,
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ network side
+
+    /// A datagram addressed to this connection (the socket routed it by id).
+    pub fn handle_packet(&mut self, now: Instant, data: &[u8]) {
+        if let Ok(p) = Packet::parse(data) {
+            self.handle(now, &p);
+        }
+    }
+
+    /// Like `handle_packet`, for an already parsed packet.
+    pub fn handle(&mut self, now: Instant, p: &Packet<'_>) {
+        self.handle_inner(now, p);
+        self.debug_check();
+    }
+
+    fn handle_inner(&mut self, now: Instant, p: &Packet<'_>) {
+        if let State::Closed(reason) = self.state {
+            // Lingering after a clean close: the peer did not get our ack of its FIN and
+            // resends; ack again rather than let it see a RST (libutp would reset).
+            if reason == CloseReason::Normal
+                && self.eof
+                && matches!(p.ty, PacketType::Fin | PacketType::Data)
+                && seq::le(p.seq_nr, self.ack_nr)
+            {
+                self.ack_needed = true;
+            }
+            return;
+        }
+        if p.ty == PacketType::Reset {
+            let reason = match self.state {
+                State::SynSent => CloseReason::Refused,
+                // A RST on a closing connection is a normal close (5.5).
+                _ if self.close_requested || self.eof => CloseReason::Normal,
+                _ => CloseReason::Reset,
+            };
+            self.state = State::Closed(reason);
+            return;
+        }
+        if p.ty == PacketType::Syn {
+            // A repeated SYN means our ST_STATE was lost: answer again.
+            if self.state == State::SynRecv && p.seq_nr == self.ack_nr {
+                self.ack_needed = true;
+            }
+            return;
+        }
+        if self.state == State::SynSent {
+            // Only an answer acknowledging our SYN establishes the connection.
+            if p.ack_nr != self.una() {
+                return;
+            }
+            // The SYN-ACK's seq is the acceptor's first data seq: ack one before it (5.2).
+            self.ack_nr = p.seq_nr.wrapping_sub(1);
+        }
+        // Rule: a seq outside [ack_nr+1, ack_nr+1024] drops the packet, ack included.
+        let off = seq::dist(self.ack_nr.wrapping_add(1), p.seq_nr);
+        if off >= REORDER_MAX {
+            // An old duplicate: our ack was lost, so repeat it.
+            if off >= 0u16.wrapping_sub(REORDER_MAX) && p.ty != PacketType::State {
+                self.ack_needed = true;
+            }
+            return;
+        }
+        // Rule: an ack for data we never sent drops the packet.
+        let una = self.una();
+        let newly = seq::dist(una, p.ack_nr.wrapping_add(1)) as usize;
+        let ack_valid = newly <= self.flight.len();
+        if !ack_valid && seq::lt(self.seq_nr.wrapping_sub(1), p.ack_nr) {
+            return;
+        }
+        self.last_recv = now;
+        if p.timestamp != 0 {
+            self.reply_micro = micros32(now).wrapping_sub(p.timestamp);
+        }
+        match self.state {
+            State::SynSent => {
+                self.state = State::Connected;
+                // Confirm at once (seq X+1, ack Y-1: inside libutp's windows, and libutp
+                // ignores it), so an acceptor hears from us even if we have nothing to say:
+                // ours leaves SYN_RECV on it instead of timing the connection out.
+                self.ack_needed = true;
+            }
+            State::SynRecv => self.state = State::Connected,
+            _ => {}
+        }
+        self.set_peer_wnd(now, p.wnd_size as usize);
+        if ack_valid {
+            let acked = self.ack_through(now, newly);
+            if let Some(mask) = p.sack {
+                self.apply_sack(now, p.ack_nr, mask);
+            }
+            self.cc.on_ack(now, acked, p.timestamp_diff);
+        }
+        if matches!(p.ty, PacketType::Data | PacketType::Fin) {
+            self.receive(p.ty, off, p.payload);
+        }
+        if self.fin_acked && self.eof {
+            self.state = State::Closed(CloseReason::Normal);
+        }
+    }
+
+    fn una(&self) -> u16 {
+        self.seq_nr.wrapping_sub(self.flight.len() as u16)
+    }
+
+    fn set_peer_wnd(&mut self, now: Instant, wnd: usize) {
+        self.peer_wnd = wnd;
+        if wnd == 0 {
+            self.zero_wnd_since.get_or_insert(now);
+        } else {
+            self.zero_wnd_since = None;
+        }
+    }
+
+    /// Pops the `n` oldest packets, now cumulatively acked; returns the newly acked bytes.
+    fn ack_through(&mut self, now: Instant, n: usize) -> usize {
+        let mut acked = 0;
+        for _ in 0..n {
+            let Some(p) = self.flight.pop_front() else {
+                break;
+            };
+            self.flight_bytes -= p.payload.len();
+            self.resend_pending -= usize::from(p.need_resend);
+            if p.in_flight() {
+                self.cur_window -= p.payload.len();
+            }
+            if !p.sacked {
+                acked += p.payload.len();
+            }
+            // Karn: only packets sent once give an unambiguous sample.
+            if p.transmissions == 1 && !p.sacked {
+                self.cc.on_rtt_sample(now - p.sent_at);
+            }
+            if p.ty == PacketType::Fin {
+                self.fin_acked = true;
+            }
+        }
+        if n > 0 {
+            self.timeouts = 0;
+            self.rto_deadline = self.outstanding().then(|| now + self.cc.rto());
+        }
+        acked
+    }
+
+    /// The counters agree with the flight queue (checked in debug builds and under fuzzing).
+    fn debug_check(&self) {
+        if cfg!(debug_assertions) {
+            let bytes: usize = self.flight.iter().map(|p| p.payload.len()).sum();
+            let window: usize = self
+                .flight
+                .iter()
+                .filter(|p| p.in_flight() && p.transmissions > 0)
+                .map(|p| p.payload.len())
+                .sum();
+            let resend = self.flight.iter().filter(|p| p.need_resend).count();
+            assert_eq!(self.flight_bytes, bytes, "flight_bytes");
+            assert_eq!(self.cur_window, window, "cur_window");
+            assert_eq!(self.resend_pending, resend, "resend_pending");
+            assert!(self.flight.len() <= MAX_FLIGHT + 1);
+            assert!(self.readable_len + self.reorder_bytes <= RECV_BUF);
+        }
+    }
+
+    /// Some packet was sent and is neither acked nor selectively acked.
+    fn outstanding(&self) -> bool {
+        self.flight.iter().any(|p| !p.sacked && p.transmissions > 0)
+    }
+
+    /// Bit `i` of `mask` acknowledges `ack + 2 + i`. A gap with at least three later packets
+    /// acknowledged is lost: resend up to four such, halve the window.
+    fn apply_sack(&mut self, now: Instant, ack: u16, mask: &[u8]) {
+        let una = self.una();
+        let base = ack.wrapping_add(2);
+        for i in 0..mask.len() * 8 {
+            if mask[i / 8] >> (i % 8) & 1 == 0 {
+                continue;
+            }
+            let idx = seq::dist(una, base.wrapping_add(i as u16)) as usize;
+            let Some(p) = self.flight.get_mut(idx) else {
+                break;
+            };
+            if !p.sacked && p.transmissions > 0 {
+                if p.in_flight() {
+                    self.cur_window -= p.payload.len();
+                }
+                p.sacked = true;
+                self.resend_pending -= usize::from(p.need_resend);
+                p.need_resend = false;
+            }
+        }
+        let (mut later, mut resent) = (0, 0);
+        for p in self.flight.iter_mut().rev() {
+            if p.sacked {
+                later += 1;
+            } else if later >= 3 && !p.fast_resent && p.transmissions > 0 {
+                if p.in_flight() {
+                    self.cur_window -= p.payload.len();
+                }
+                self.resend_pending += usize::from(!p.need_resend);
+                p.need_resend = true;
+                p.fast_resent = true;
+                resent += 1;
+                self.stats.fast_retransmits += 1;
+                if resent == MAX_FAST_RESEND {
+                    break;
+                }
+            }
+        }
+        if resent > 0 {
+            self.cc.on_loss(now);
+        }
+    }
+
+    /// Data or FIN at `off` packets past the next expected one.
+    fn receive(&mut self, ty: PacketType, off: u16, payload: &[u8]) {
+        let s = self.ack_nr.wrapping_add(1).wrapping_add(off);
+        // After the FIN nothing more is taken (5.5).
+        if self.peer_fin.is_some_and(|f| seq::lt(f, s)) || self.eof {
+            return;
+        }
+        self.ack_needed = true;
+        // Backpressure: data that does not fit the buffer is dropped unacked.
+        if payload.len() > self.recv_window() {
+            return;
+        }
+        if ty == PacketType::Fin {
+            self.peer_fin = Some(s);
+        }
+        let off = usize::from(off);
+        if self.reorder.len() <= off {
+            self.reorder.resize(off + 1, None);
+        }
+        if self.reorder[off].is_none() {
+            self.reorder_bytes += payload.len();
+            refill(&mut self.rx_block, payload.len(), BLOCK);
+            self.rx_block.extend_from_slice(payload);
+            self.reorder[off] = Some(self.rx_block.split().freeze());
+        }
+        while let Some(Some(_)) = self.reorder.front() {
+            let Some(Some(data)) = self.reorder.pop_front() else {
+                break;
+            };
+            self.ack_nr = self.ack_nr.wrapping_add(1);
+            self.reorder_bytes -= data.len();
+            self.readable_len += data.len();
+            if !data.is_empty() {
+                self.readable.push_back(data);
+            }
+            if self.peer_fin == Some(self.ack_nr) {
+                self.eof = true;
+                self.reorder.clear();
+                self.reorder_bytes = 0;
+                break;
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ timers
+
+    /// The next deadline, if any. `handle_timeout` before it is a no-op.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            return None;
+        }
+        let mut t = self.rto_deadline;
+        let mut add = |d: Instant| t = Some(t.map_or(d, |t: Instant| t.min(d)));
+        match self.state {
+            State::SynRecv => add(self.last_recv + SYN_RECV_TIMEOUT),
+            State::Connected | State::FinSent => {
+                add(self.last_sent + KEEPALIVE);
+                if let Some(since) = self.zero_wnd_since {
+                    add(since + ZERO_WINDOW_PROBE);
+                }
+            }
+            _ => {}
+        }
+        t
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.handle_timeout_inner(now);
+        self.debug_check();
+    }
+
+    fn handle_timeout_inner(&mut self, now: Instant) {
+        match self.state {
+            State::Closed(_) => return,
+            State::SynRecv if now >= self.last_recv + SYN_RECV_TIMEOUT => {
+                self.state = State::Closed(CloseReason::TimedOut);
+                return;
+            }
+            State::Connected | State::FinSent => {
+                if now >= self.last_sent + KEEPALIVE {
+                    self.keepalive_due = true;
+                }
+                if self
+                    .zero_wnd_since
+                    .is_some_and(|s| now >= s + ZERO_WINDOW_PROBE)
+                {
+                    // libutp's probe: pretend the peer has room for one packet.
+                    self.zero_wnd_since = None;
+                    self.peer_wnd = MAX_PAYLOAD;
+                }
+            }
+            _ => {}
+        }
+        if self.rto_deadline.is_some_and(|d| now >= d) {
+            self.timeouts += 1;
+            let limit = if self.state == State::SynSent {
+                SYN_TIMEOUTS
+            } else {
+                DATA_TIMEOUTS
+            };
+            if self.timeouts >= limit {
+                self.state = State::Closed(CloseReason::TimedOut);
+                return;
+            }
+            self.stats.timeouts += 1;
+            self.cc.on_timeout();
+            for p in self.flight.iter_mut().filter(|p| !p.sacked) {
+                p.need_resend = true;
+            }
+            self.resend_pending = self.flight.iter().filter(|p| p.need_resend).count();
+            self.cur_window = 0;
+            self.rto_deadline = Some(now + self.cc.rto());
+        }
+    }
+
+    // ------------------------------------------------------------------ output
+
+    fn push_packet(&mut self, ty: PacketType, payload: Bytes) {
+        self.flight_bytes += payload.len();
+        self.flight.push_back(OutPkt {
+            ty,
+            payload,
+            sent_at: Instant::ZERO,
+            transmissions: 0,
+            need_resend: true,
+            sacked: false,
+            fast_resent: false,
+        });
+        self.resend_pending += 1;
+        self.seq_nr = self.seq_nr.wrapping_add(1);
+    }
+
+    /// May a packet of `len` payload bytes go out now?
+    fn window_allows(&self, len: usize) -> bool {
+        if self.cur_window == 0 {
+            // Always keep one packet moving, except into a closed window.
+            return self.peer_wnd > 0 || self.state == State::SynSent;
+        }
+        self.cur_window + len <= self.cc.cwnd.min(self.peer_wnd)
+    }
+
+    /// The next datagram to send, if any. New output appears after any `handle_*`, `write`,
+    /// `read` or `close`.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        let out = self.poll_transmit_inner(now);
+        self.debug_check();
+        out
+    }
+
+    fn poll_transmit_inner(&mut self, now: Instant) -> Option<Bytes> {
+        if let State::Closed(reason) = self.state {
+            // The ack of the peer's FIN still goes out (5.5: "ACK sent at once").
+            if reason == CloseReason::Normal && self.ack_needed && self.eof {
+                self.ack_needed = false;
+                return Some(self.emit(
+                    now,
+                    PacketType::State,
+                    self.seq_nr,
+                    self.ack_nr,
+                    None,
+                    &[],
+                ));
+            }
+            return None;
+        }
+        // 1. Retransmissions (and a SYN's first transmission), oldest first.
+        let first_resend = if self.resend_pending > 0 {
+            self.flight.iter().position(|p| p.need_resend)
+        } else {
+            None
+        };
+        if let Some(i) = first_resend {
+            let len = self.flight[i].payload.len();
+            if self.window_allows(len) {
+                let seq = self.una().wrapping_add(i as u16);
+                let p = &mut self.flight[i];
+                p.need_resend = false;
+                self.resend_pending -= 1;
+                p.transmissions += 1;
+                p.sent_at = now;
+                self.stats.retransmits += u64::from(p.transmissions > 1);
+                let (ty, payload) = (p.ty, p.payload.clone());
+                self.cur_window += len;
+                return Some(self.emit_sent(now, ty, seq, &payload));
+            }
+        }
+        if self.state == State::SynSent {
+            return None;
+        }
+        // The acceptor's ST_STATE goes before any data, so the initiator connects first.
+        if self.state == State::SynRecv && self.ack_needed {
+            self.ack_needed = false;
+            return Some(self.emit(now, PacketType::State, self.seq_nr, self.ack_nr, None, &[]));
+        }
+        // 2. New data, cut to at most one packet's payload.
+        if self.flight.len() < MAX_FLIGHT && !self.pending.is_empty() {
+            let mut n = self.pending.len().min(MAX_PAYLOAD);
+            if self.cur_window == 0 && self.peer_wnd > 0 {
+                n = n.min(self.peer_wnd);
+            }
+            if self.window_allows(n) {
+                let payload = self.pending.split_to(n).freeze();
+                return Some(self.send_new(now, PacketType::Data, payload));
+            }
+        }
+        // 3. Our FIN, once everything before it is packetised.
+        if self.close_requested
+            && !self.fin_sent
+            && self.pending.is_empty()
+            && self.flight.len() < MAX_FLIGHT
+        {
+            self.fin_sent = true;
+            self.state = State::FinSent;
+            return Some(self.send_new(now, PacketType::Fin, Bytes::new()));
+        }
+        // 4. A bare ack (ST_STATE carries the next seq and does not consume it).
+        if self.ack_needed || self.keepalive_due {
+            let ack = if self.ack_needed {
+                self.ack_nr
+            } else {
+                // libutp's keep-alive repeats the ack before the current one.
+                self.ack_nr.wrapping_sub(1)
+            };
+            self.ack_needed = false;
+            self.keepalive_due = false;
+            let mask = self.sack_mask();
+            let sack = mask.as_ref().map(|m| &m[..]);
+            return Some(self.emit(now, PacketType::State, self.seq_nr, ack, sack, &[]));
+        }
+        None
+    }
+
+    fn send_new(&mut self, now: Instant, ty: PacketType, payload: Bytes) -> Bytes {
+        let seq = self.seq_nr;
+        self.push_packet(ty, payload.clone());
+        let p = self.flight.back_mut().expect("just pushed");
+        p.need_resend = false;
+        self.resend_pending -= 1;
+        p.transmissions = 1;
+        p.sent_at = now;
+        self.cur_window += payload.len();
+        self.emit_sent(now, ty, seq, &payload)
+    }
+
+    /// Emits a packet that is (re)sent from the flight queue and arms the RTO.
+    fn emit_sent(&mut self, now: Instant, ty: PacketType, seq: u16, payload: &[u8]) -> Bytes {
+        if self.rto_deadline.is_none() {
+            self.rto_deadline = Some(now + self.cc.rto());
+        }
+        // Rule: the initiator's SYN carries ack 0; everything else our current ack.
+        let ack = if ty == PacketType::Syn {
+            0
+        } else {
+            self.ack_nr
+        };
+        let out = self.emit(now, ty, seq, ack, None, payload);
+        // Data carries the cumulative ack; gaps still need a SACK in an ST_STATE.
+        self.ack_needed = self.reorder.len() > 1;
+        out
+    }
+
+    /// 4 bytes (libutp's size) of "received" bits for `ack_nr + 2 ..`, if anything is missing.
+    fn sack_mask(&self) -> Option<[u8; 4]> {
+        if self.reorder.len() < 2 {
+            return None;
+        }
+        let mut m = [0u8; 4];
+        for (i, slot) in self.reorder.iter().skip(1).take(32).enumerate() {
+            if slot.is_some() {
+                m[i / 8] |= 1 << (i % 8);
+            }
+        }
+        Some(m)
+    }
+
+    fn emit(
+        &mut self,
+        now: Instant,
+        ty: PacketType,
+        seq_nr: u16,
+        ack_nr: u16,
+        sack: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Bytes {
+        let wnd = self.recv_window();
+        self.last_adv_wnd = wnd;
+        self.stats.packets_sent += 1;
+        self.last_sent = now;
+        let conn_id = if ty == PacketType::Syn {
+            self.recv_id
+        } else {
+            self.send_id
+        };
+        Packet {
+            ty,
+            conn_id,
+            timestamp: micros32(now),
+            timestamp_diff: self.reply_micro,
+            wnd_size: wnd as u32,
+            seq_nr,
+            ack_nr,
+            sack,
+            payload,
+        }
+        .emit({
+            let block = if self.is_connected() { BLOCK } else { 0 };
+            refill(&mut self.scratch, HEADER_LEN + 6 + payload.len(), block);
+            &mut self.scratch
+        });
+        self.scratch.split().freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests;
