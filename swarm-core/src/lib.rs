@@ -49,6 +49,7 @@ pub mod config;
 pub mod dedup;
 pub mod event;
 pub mod handshake;
+pub mod mdns;
 pub mod peer;
 mod registry;
 mod swarm;
