@@ -30,6 +30,13 @@ const MAX_ADDRESS_ANSWERS: usize = 10;
 /// Entries listed per TXT answer set, as Node's store lookup (100).
 const MAX_LISTED: usize = 100;
 
+/// A peer reported again within this window is not reported twice: every announcer
+/// answers every query to the whole group, so without it a round on a LAN of n announcers
+/// reports each peer about n times. Kept for at most `MAX_RECENT` peers (beyond that,
+/// repeats are reported: failing open costs only duplicates).
+const REPEAT_WINDOW: Duration = Duration::from_secs(5);
+const MAX_RECENT: usize = 4096;
+
 /// Settings of [`MdnsDiscovery`].
 #[derive(Clone, Debug)]
 pub struct MdnsConfig {
@@ -86,6 +93,8 @@ pub struct MdnsStats {
     /// Datagrams that did not decode (other mDNS traffic is not counted here).
     pub malformed: u64,
     pub echoes_suppressed: u64,
+    /// Peers not reported again because they were reported within the last 5 s.
+    pub repeats: u64,
     pub rate_limited: u64,
     /// Peers or datagrams dropped by a cap.
     pub dropped: u64,
@@ -115,6 +124,8 @@ pub struct MdnsDiscovery {
     /// Tokens we put in answers, with when: an answer carrying one is our own echo, whatever
     /// address it comes from (Node only recognises echoes from its own host).
     own_tokens: Map<String, Instant>,
+    /// Peers reported recently, with when (see `REPEAT_WINDOW`).
+    recent: Map<(Bytes, SocketAddrV4), Instant>,
     limiter: Limiter,
     transmits: VecDeque<(SocketAddr, Bytes)>,
     events: VecDeque<MdnsEvent>,
@@ -138,6 +149,7 @@ impl MdnsDiscovery {
             joined: new_map(seed),
             ids: new_map(seed),
             own_tokens: new_map(seed),
+            recent: new_map(seed),
             limiter: Limiter::new(seed, per_source, global),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -180,6 +192,8 @@ impl MdnsDiscovery {
         let Some(j) = self.joined.remove(topic) else {
             return false;
         };
+        // A rejoin reports its peers afresh.
+        self.recent.retain(|(t, _), _| *t != j.topic);
         // Another topic may hash to the same id (custom hash); keep the id if so.
         if self.ids.get(&j.id).is_some_and(|t| *t == j.topic) {
             self.ids.remove(&j.id);
@@ -427,11 +441,34 @@ impl MdnsDiscovery {
             }
         }
         for (topic, addr) in found {
+            if !self.first_report(now, &topic, addr) {
+                continue;
+            }
             self.push_event(MdnsEvent::Peer {
                 topic,
                 addr: SocketAddr::V4(addr),
             });
         }
+    }
+
+    /// Whether `addr` for `topic` has not been reported within `REPEAT_WINDOW`; records it.
+    fn first_report(&mut self, now: Instant, topic: &Bytes, addr: SocketAddrV4) -> bool {
+        let key = (topic.clone(), addr);
+        if let Some(at) = self.recent.get_mut(&key) {
+            if now - *at < REPEAT_WINDOW {
+                self.stats.repeats += 1;
+                return false;
+            }
+            *at = now;
+            return true;
+        }
+        if self.recent.len() >= MAX_RECENT {
+            self.recent.retain(|_, at| now - *at < REPEAT_WINDOW);
+        }
+        if self.recent.len() < MAX_RECENT {
+            self.recent.insert(key, now);
+        }
+        true
     }
 
     fn is_own_token(&self, now: Instant, token: &[u8], sender_token: &str) -> bool {

@@ -266,6 +266,7 @@ struct Segment {
     nodes: Vec<MdnsDiscovery>,
     found: Vec<HashSet<SocketAddr>>,
     first_rounds: Vec<usize>,
+    peer_events: Vec<usize>,
     now: Instant,
 }
 
@@ -282,6 +283,7 @@ impl Segment {
             nodes,
             found: vec![HashSet::new(); n as usize],
             first_rounds: vec![0; n as usize],
+            peer_events: vec![0; n as usize],
             now: Instant::ZERO,
         }
     }
@@ -317,6 +319,7 @@ impl Segment {
             for e in std::iter::from_fn(|| n.poll_event()) {
                 match e {
                     MdnsEvent::Peer { addr, .. } => {
+                        self.peer_events[i] += 1;
                         self.found[i].insert(addr);
                     }
                     MdnsEvent::FirstRound { .. } => self.first_rounds[i] += 1,
@@ -358,6 +361,19 @@ fn engines_on_one_segment_find_each_other() {
             assert_eq!(seg.found[i], expected, "node {i} of {n}");
             assert_eq!(seg.first_rounds[i], 1);
             assert!(seg.nodes[i].stats().echoes_suppressed > 0);
+            // Each peer reported once per round, not once per querier.
+            assert_eq!(seg.peer_events[i], n as usize - 1);
+        }
+        // The next rounds, spread over [60 s, 70 s), report everyone again, each peer at
+        // most 3 times (a 5 s repeat window over a 10 s spread).
+        seg.advance_to(Instant::ZERO + Duration::from_secs(70));
+        for i in 0..n as usize {
+            let events = seg.peer_events[i] - (n as usize - 1);
+            let peers = n as usize - 1;
+            assert!(
+                events >= peers && events <= 3 * peers,
+                "node {i} of {n}: {events}"
+            );
         }
     }
 }
@@ -547,4 +563,22 @@ fn answers_in_queries_are_read_too() {
     assert_eq!(drain_events(&mut m).len(), 1);
     let msg = wire::decode(&packet).unwrap();
     assert_eq!(msg.records[0].section, Section::Answer);
+}
+
+#[test]
+fn repeats_within_five_seconds_are_reported_once() {
+    let mut m = engine(1);
+    m.join(&b"ubuntu-14.04"[..], false, 0);
+    let r = response_with(UBUNTU, &[b"peers=AQIDBBtZ"]);
+    let t = Instant::ZERO;
+    m.handle_datagram(t, addr(2, 5353), &r);
+    m.handle_datagram(t + Duration::from_secs(4), addr(2, 5353), &r);
+    assert_eq!(drain_events(&mut m).len(), 1);
+    m.handle_datagram(t + Duration::from_secs(10), addr(2, 5353), &r);
+    assert_eq!(drain_events(&mut m).len(), 1);
+    // Leaving and rejoining reports it afresh.
+    m.leave(b"ubuntu-14.04");
+    m.join(&b"ubuntu-14.04"[..], false, 0);
+    m.handle_datagram(t + Duration::from_secs(11), addr(2, 5353), &r);
+    assert_eq!(drain_events(&mut m).len(), 1);
 }

@@ -47,12 +47,13 @@ pub fn answer_count(n: usize) -> usize {
 
 /// The TXT answers for `name`: `["token=T", "peers=..."]`, one record per 31 entries, so
 /// every string stays within 255 bytes and a Node receiver, which reads each TXT answer as
-/// one key/value object, still sees every entry. No entries: one record with `peers=`.
+/// one key/value object (a second `peers=` in the same record would overwrite the first),
+/// still sees every entry. No entries: `token=` alone, as Node.
 pub fn write_peer_answers(w: &mut Writer, name: &[u8], token: &str, entries: &[SocketAddrV4]) {
     let t = format!("token={token}");
     let mut chunks = entries.chunks(PEERS_PER_STRING).peekable();
     if chunks.peek().is_none() {
-        w.txt(name, &[t.as_bytes(), peers_string(&[]).as_bytes()]);
+        w.txt(name, &[t.as_bytes()]);
     }
     for chunk in chunks {
         w.txt(name, &[t.as_bytes(), peers_string(chunk).as_bytes()]);
