@@ -582,3 +582,52 @@ fn repeats_within_five_seconds_are_reported_once() {
     m.handle_datagram(t + Duration::from_secs(11), addr(2, 5353), &r);
     assert_eq!(drain_events(&mut m).len(), 1);
 }
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Bytes produced offline by Node's own encoder (dns-packet 5.6.1 as multicast-dns 7.2.5
+/// loads it), building the query and the reply exactly as dns-discovery 6.2.3 does, with
+/// secret = 32 bytes of 1 and the querier at 10.0.0.2.
+const NODE_QUERY: &str = "00000000000100000000000028333062343131663565663233316533346163633137653030363561386665643264373231313666640d646e732d646973636f76657279056c6f63616c0000100001";
+const NODE_RESPONSE: &str = "00008400000100010000000028333062343131663565663233316533346163633137653030363561386665643264373231313666640d646e732d646973636f76657279056c6f63616c000010000128333062343131663565663233316533346163633137653030363561386665643264373231313666640d646e732d646973636f76657279056c6f63616c000010000100000000004232746f6b656e3d554b6c4536506b464d2f43356d6c4d66442b754948704672356d6d74573635336d3878617059567849546f3d0e70656572733d414141414142745a";
+
+#[test]
+fn byte_identical_to_nodes_encoder() {
+    let mut m = engine(1);
+    m.join(&b"ubuntu-14.04"[..], true, 7001);
+    m.handle_timeout(Instant::ZERO);
+    let (_, query) = m.poll_transmit().unwrap();
+    assert_eq!(&query[..], &unhex(NODE_QUERY)[..]);
+    m.handle_datagram(Instant::ZERO, addr(2, 5353), &query);
+    let (_, response) = m.poll_transmit().unwrap();
+    assert_eq!(&response[..], &unhex(NODE_RESPONSE)[..]);
+    // And Node's response, received from another host, is a peer for a lookup.
+    let mut other = engine(3);
+    other.join(&b"ubuntu-14.04"[..], false, 0);
+    other.handle_datagram(Instant::ZERO, addr(1, 5353), &unhex(NODE_RESPONSE));
+    assert_eq!(
+        drain_events(&mut other),
+        [MdnsEvent::Peer {
+            topic: "ubuntu-14.04".into(),
+            addr: addr(1, 7001)
+        }]
+    );
+}
+
+#[test]
+#[ignore = "prints a 100-entry split answer for checking with Node's decoder by hand"]
+fn print_split_answer() {
+    let entries: Vec<SocketAddrV4> = (0..100u16)
+        .map(|i| SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, i as u8), 1000 + i))
+        .collect();
+    let mut w = Writer::default();
+    w.start(wire::FLAGS_RESPONSE, 0, txt::answer_count(100) as u16);
+    txt::write_peer_answers(&mut w, UBUNTU.as_bytes(), "tok", &entries);
+    let hex: String = w.finish().iter().map(|b| format!("{b:02x}")).collect();
+    println!("{hex}");
+}
