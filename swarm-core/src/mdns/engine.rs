@@ -286,7 +286,6 @@ impl MdnsDiscovery {
 
     /// Answers the questions about topics we announce (and the bare-domain TXT probe).
     fn answer(&mut self, now: Instant, querier: Ipv4Addr, port: u16, msg: &Message<'_>) {
-        let token = txt::token(&self.config.secret, querier);
         // Collect (question index, record count) first, to write the header counts.
         let mut plan: Vec<(usize, Vec<SocketAddrV4>)> = Vec::new();
         let mut answers = 0usize;
@@ -320,6 +319,8 @@ impl MdnsDiscovery {
             self.stats.rate_limited += 1;
             return;
         }
+        // Hashed only now: unrelated mDNS traffic costs no SHA-256.
+        let token = txt::token(&self.config.secret, querier);
         self.remember_token(now, &token);
         // Only the answered questions are echoed (Node echoes all; receivers ignore them).
         let w = &mut self.writer;
@@ -386,7 +387,6 @@ impl MdnsDiscovery {
     fn read_records(&mut self, now: Instant, sender: Ipv4Addr, port: u16, msg: &Message<'_>) {
         let mut found: Vec<(Bytes, SocketAddrV4)> = Vec::new();
         let mut peers = Vec::new();
-        let sender_token = txt::token(&self.config.secret, sender);
         for record in &msg.records {
             if found.len() >= MAX_PEERS_PER_DATAGRAM {
                 self.stats.dropped += 1;
@@ -415,7 +415,7 @@ impl MdnsDiscovery {
                             _ => {}
                         }
                     }
-                    if self.is_own_token(now, token, &sender_token) {
+                    if self.is_own_token(now, token, sender) {
                         self.stats.echoes_suppressed += 1;
                         continue;
                     }
@@ -471,17 +471,18 @@ impl MdnsDiscovery {
         true
     }
 
-    fn is_own_token(&self, now: Instant, token: &[u8], sender_token: &str) -> bool {
-        if token.is_empty() {
+    /// Node's check (the token we would give the sender, i.e. an echo from our own host) or
+    /// one of the tokens we handed out recently (our answer to another host, echoed back).
+    fn is_own_token(&self, now: Instant, token: &[u8], sender: Ipv4Addr) -> bool {
+        // A token is 44 base64 bytes; anything else is not ours and costs no hashing.
+        if token.len() != 44 {
             return false;
         }
-        if token == sender_token.as_bytes() {
-            return true;
-        }
-        core::str::from_utf8(token)
+        let remembered = core::str::from_utf8(token)
             .ok()
             .and_then(|t| self.own_tokens.get(t))
-            .is_some_and(|&at| now - at < OWN_TOKEN_LIFE)
+            .is_some_and(|&at| now - at < OWN_TOKEN_LIFE);
+        remembered || token == txt::token(&self.config.secret, sender).as_bytes()
     }
 
     fn remember_token(&mut self, now: Instant, token: &str) {
