@@ -6,7 +6,8 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
-use swarm_core::mdns::{txt, wire, MdnsConfig, MdnsDiscovery, MdnsEvent};
+use swarm_core::mdns::topic::dns_name;
+use swarm_core::mdns::{txt, wire, KeyHash, MdnsConfig, MdnsDiscovery, MdnsEvent};
 use swarm_core::Instant;
 
 const TOPICS: [&[u8]; 3] = [b"ubuntu-14.04", b"a", b"b"];
@@ -17,6 +18,15 @@ enum Op {
         host: u8,
         port: u16,
         data: Vec<u8>,
+    },
+    /// A well-formed packet about a joined topic with arbitrary TXT strings, so the
+    /// token/peers/echo/repeat paths are reached, not only the decoder's error exits.
+    Answer {
+        host: u8,
+        topic: u8,
+        query: bool,
+        qtype: u16,
+        strings: Vec<Vec<u8>>,
     },
     Advance {
         millis: u32,
@@ -67,6 +77,29 @@ fuzz_target!(|case: Case| {
             Op::Datagram { host, port, data } => {
                 check_decoder(&data);
                 let from = SocketAddr::from((Ipv4Addr::new(10, 0, 0, host), port));
+                m.handle_datagram(now, from, &data);
+            }
+            Op::Answer {
+                host,
+                topic,
+                query,
+                qtype,
+                strings,
+            } => {
+                let key = KeyHash::Sha1.key(TOPICS[topic as usize % 3]).unwrap();
+                let name = dns_name(&key);
+                let strings: Vec<&[u8]> = strings
+                    .iter()
+                    .take(16)
+                    .map(|s| &s[..s.len().min(255)])
+                    .collect();
+                let mut w = wire::Writer::default();
+                w.start(if query { 0 } else { wire::FLAGS_RESPONSE }, 1, 1);
+                w.question(name.as_bytes(), qtype, 1);
+                w.txt(name.as_bytes(), &strings);
+                let data = w.finish();
+                check_decoder(&data);
+                let from = SocketAddr::from((Ipv4Addr::new(10, 0, 0, host), 5353));
                 m.handle_datagram(now, from, &data);
             }
             Op::Advance { millis } => {
