@@ -51,6 +51,7 @@ pub mod dedup;
 pub mod dht;
 pub mod event;
 pub mod handshake;
+pub mod mdns;
 pub mod peer;
 mod registry;
 mod swarm;

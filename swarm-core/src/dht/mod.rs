@@ -68,7 +68,8 @@ impl NodeId {
 
     /// SHA-1 of `data`: the info-hash of a topic (PROTOCOLS.md section 2).
     pub fn sha1(data: &[u8]) -> NodeId {
-        NodeId(sha1_smol::Sha1::from(data).digest().bytes())
+        use sha1::Digest;
+        NodeId(sha1::Sha1::digest(data).into())
     }
 
     pub fn from_slice(b: &[u8]) -> Option<NodeId> {

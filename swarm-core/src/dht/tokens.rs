@@ -57,13 +57,14 @@ impl Tokens {
 }
 
 fn hash(ip: IpAddr, secret: &[u8; 20]) -> [u8; TOKEN_LEN] {
-    let mut h = sha1_smol::Sha1::new();
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
     match ip.to_canonical() {
-        IpAddr::V4(v4) => h.update(&v4.octets()),
-        IpAddr::V6(v6) => h.update(&v6.octets()),
+        IpAddr::V4(v4) => h.update(v4.octets()),
+        IpAddr::V6(v6) => h.update(v6.octets()),
     }
     h.update(secret);
-    h.digest().bytes()
+    h.finalize().into()
 }
 
 /// Limits of the [`PeerStore`].

@@ -1,0 +1,534 @@
+//! The sans-IO dns-discovery engine over mDNS.
+
+use super::limit::{Limiter, Rate};
+use super::topic::{hex_id, KeyHash, DOMAIN};
+use super::txt;
+use super::wire::{self, Message, RData, Writer, CLASS_IN, TYPE_A, TYPE_SRV, TYPE_TXT};
+use crate::time::Instant;
+use crate::{new_map, Map};
+use bytes::Bytes;
+use rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+/// The mDNS group; queries go to `224.0.0.251:5353`.
+pub const MDNS_GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 251), 5353);
+
+/// Peers taken from one datagram; the rest are dropped (Node's own answers list at most 100
+/// entries, and the 31-per-string limit makes more than that rare and suspicious).
+const MAX_PEERS_PER_DATAGRAM: usize = 128;
+/// Undelivered events and datagrams; beyond these, new ones are dropped and counted.
+const MAX_EVENTS: usize = 1024;
+const MAX_TRANSMITS: usize = 256;
+/// Own tokens remembered for LAN echo suppression, and for how long.
+const MAX_OWN_TOKENS: usize = 512;
+const OWN_TOKEN_LIFE: Duration = Duration::from_secs(15 * 60);
+/// A/SRV answers per name, as Node (`up to 10 entries`).
+const MAX_ADDRESS_ANSWERS: usize = 10;
+/// Entries listed per TXT answer set, as Node's store lookup (100).
+const MAX_LISTED: usize = 100;
+
+/// A peer reported again within this window is not reported twice: every announcer
+/// answers every query to the whole group, so without it a round on a LAN of n announcers
+/// reports each peer about n times. Kept for at most `MAX_RECENT` peers (beyond that,
+/// repeats are reported: failing open costs only duplicates).
+const REPEAT_WINDOW: Duration = Duration::from_secs(5);
+const MAX_RECENT: usize = 4096;
+
+/// Settings of [`MdnsDiscovery`].
+#[derive(Clone, Debug)]
+pub struct MdnsConfig {
+    /// 32 random bytes from the driver; tokens are `sha256(secret || ip)`.
+    pub secret: [u8; 32],
+    /// Seed for the round jitter and map hashing.
+    pub seed: u64,
+    /// A fixed round interval (Node's `dns.interval`); `None` = uniform in [60 s, 70 s).
+    pub interval: Option<Duration>,
+    /// Topic to key (discovery-channel's `hash` option).
+    pub hash: KeyHash,
+    /// This host's LAN address, used for A answers to `0.0.0.0` entries (Node uses its first
+    /// non-internal IPv4). `None`: A questions are not answered.
+    pub local_ip: Option<Ipv4Addr>,
+    /// Answers allowed per querier IP: burst and sustained rate.
+    pub answer_burst: u32,
+    pub answers_per_sec: u32,
+    /// Answers allowed in all.
+    pub global_answer_burst: u32,
+    pub global_answers_per_sec: u32,
+}
+
+impl MdnsConfig {
+    /// Defaults with the given secret and seed.
+    pub fn new(secret: [u8; 32], seed: u64) -> Self {
+        MdnsConfig {
+            secret,
+            seed,
+            interval: None,
+            hash: KeyHash::Sha1,
+            local_ip: None,
+            answer_burst: 32,
+            answers_per_sec: 4,
+            global_answer_burst: 512,
+            global_answers_per_sec: 64,
+        }
+    }
+}
+
+/// What the engine reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MdnsEvent {
+    /// `addr` announces `topic` (Node's `peer(channel, {host, port}, 'dns')`).
+    Peer { topic: Bytes, addr: SocketAddr },
+    /// The first round of a join has been sent (the join callback / `query-done`).
+    FirstRound { topic: Bytes },
+}
+
+/// Counters since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MdnsStats {
+    pub queries_sent: u64,
+    pub answers_sent: u64,
+    /// Datagrams that did not decode (other mDNS traffic is not counted here).
+    pub malformed: u64,
+    pub echoes_suppressed: u64,
+    /// Peers not reported again because they were reported within the last 5 s.
+    pub repeats: u64,
+    pub rate_limited: u64,
+    /// Peers or datagrams dropped by a cap.
+    pub dropped: u64,
+}
+
+struct Joined {
+    topic: Bytes,
+    /// Hex id of the key: the first label of the name.
+    id: String,
+    /// Announced port, if announcing.
+    port: Option<u16>,
+    next_round: Instant,
+    first_done: bool,
+}
+
+/// The dns-discovery mDNS engine. Inputs: [`join`](Self::join), [`leave`](Self::leave),
+/// [`handle_datagram`](Self::handle_datagram), [`handle_timeout`](Self::handle_timeout).
+/// Outputs: [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
+/// [`poll_timeout`](Self::poll_timeout); each may change after any input.
+pub struct MdnsDiscovery {
+    config: MdnsConfig,
+    rng: Xoshiro256PlusPlus,
+    /// By topic bytes.
+    joined: Map<Bytes, Joined>,
+    /// Hex id to topic, for answers and questions.
+    ids: Map<String, Bytes>,
+    /// Tokens we put in answers, with when: an answer carrying one is our own echo, whatever
+    /// address it comes from (Node only recognises echoes from its own host).
+    own_tokens: Map<String, Instant>,
+    /// Peers reported recently, with when (see `REPEAT_WINDOW`).
+    recent: Map<(Bytes, SocketAddrV4), Instant>,
+    limiter: Limiter,
+    transmits: VecDeque<(SocketAddr, Bytes)>,
+    events: VecDeque<MdnsEvent>,
+    writer: Writer,
+    stats: MdnsStats,
+}
+
+impl MdnsDiscovery {
+    pub fn new(config: MdnsConfig) -> Self {
+        let seed = config.seed;
+        let per_source = Rate {
+            burst: config.answer_burst,
+            per_sec: config.answers_per_sec,
+        };
+        let global = Rate {
+            burst: config.global_answer_burst,
+            per_sec: config.global_answers_per_sec,
+        };
+        MdnsDiscovery {
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            joined: new_map(seed),
+            ids: new_map(seed),
+            own_tokens: new_map(seed),
+            recent: new_map(seed),
+            limiter: Limiter::new(seed, per_source, global),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            writer: Writer::default(),
+            stats: MdnsStats::default(),
+            config,
+        }
+    }
+
+    /// Joins `topic`: a round (one TXT query) is due at once, then one every interval. With
+    /// `announce`, `port` is announced: queries for the topic are answered with
+    /// `0.0.0.0:port`. Rejoining updates `announce`/`port` and keeps the schedule. Returns
+    /// false if the topic has no key (an empty key under [`KeyHash::Raw`] or a custom hash).
+    pub fn join(&mut self, topic: impl Into<Bytes>, announce: bool, port: u16) -> bool {
+        let topic = topic.into();
+        let port = announce.then_some(port);
+        if let Some(j) = self.joined.get_mut(&topic) {
+            j.port = port;
+            return true;
+        }
+        let Some(key) = self.config.hash.key(&topic) else {
+            return false;
+        };
+        let id = hex_id(&key);
+        self.ids.insert(id.clone(), topic.clone());
+        let joined = Joined {
+            topic: topic.clone(),
+            id,
+            port,
+            next_round: Instant::ZERO,
+            first_done: false,
+        };
+        self.joined.insert(topic, joined);
+        true
+    }
+
+    /// Leaves `topic`: no more rounds (lookup-only joins too, unlike Node) and no more
+    /// answers for it. Sends nothing. Returns whether it was joined.
+    pub fn leave(&mut self, topic: &[u8]) -> bool {
+        let Some(j) = self.joined.remove(topic) else {
+            return false;
+        };
+        // A rejoin reports its peers afresh.
+        self.recent.retain(|(t, _), _| *t != j.topic);
+        // Another topic may hash to the same id (custom hash); keep the id if so.
+        if self.ids.get(&j.id).is_some_and(|t| *t == j.topic) {
+            self.ids.remove(&j.id);
+            if let Some(other) = self.joined.values().find(|o| o.id == j.id) {
+                self.ids.insert(j.id.clone(), other.topic.clone());
+            }
+        }
+        true
+    }
+
+    /// Joined topics and their announced port.
+    pub fn topics(&self) -> impl Iterator<Item = (&Bytes, Option<u16>)> {
+        self.joined.values().map(|j| (&j.topic, j.port))
+    }
+
+    pub fn stats(&self) -> MdnsStats {
+        self.stats
+    }
+
+    /// The next datagram to send: to [`MDNS_GROUP`] or to the group on the querier's port.
+    /// New ones appear after `handle_timeout` and `handle_datagram`.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event. New ones appear after `handle_timeout` and `handle_datagram`.
+    pub fn poll_event(&mut self) -> Option<MdnsEvent> {
+        self.events.pop_front()
+    }
+
+    /// When the next round is due (possibly already past: call `handle_timeout` at once).
+    /// Changes after `join`, `leave` and `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.joined.values().map(|j| j.next_round).min()
+    }
+
+    /// Runs every round due at `now`. Early calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<Bytes> = self
+            .joined
+            .values()
+            .filter(|j| j.next_round <= now)
+            .map(|j| j.topic.clone())
+            .collect();
+        for topic in due {
+            let interval = self.next_interval();
+            let Some(j) = self.joined.get_mut(&topic) else {
+                continue;
+            };
+            j.next_round = now + interval;
+            let first = !std::mem::replace(&mut j.first_done, true);
+            let name = format!("{}.{DOMAIN}", j.id);
+            self.writer.start(0, 1, 0);
+            self.writer.question(name.as_bytes(), TYPE_TXT, CLASS_IN);
+            let packet = self.writer.finish();
+            if self.push_transmit(SocketAddr::V4(MDNS_GROUP), packet) {
+                self.stats.queries_sent += 1;
+            }
+            if first {
+                self.push_event(MdnsEvent::FirstRound { topic });
+            }
+        }
+    }
+
+    /// Node's `interval || floor(60000 + rand * 10000)` ms.
+    fn next_interval(&mut self) -> Duration {
+        self.config
+            .interval
+            .unwrap_or_else(|| Duration::from_millis(60_000 + self.rng.next_u64() % 10_000))
+    }
+
+    /// One datagram from the mDNS socket. Anything that is not dns-discovery traffic for a
+    /// joined topic is ignored silently; the work is bounded by the wire caps.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let Some(sender) = ipv4_of(from.ip()) else {
+            return; // Node's mDNS socket is IPv4 only.
+        };
+        let msg = match wire::decode(data) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        if !msg.is_response() {
+            self.answer(now, sender, from.port(), &msg);
+        }
+        self.read_records(now, sender, from.port(), &msg);
+    }
+
+    /// Answers the questions about topics we announce (and the bare-domain TXT probe).
+    fn answer(&mut self, now: Instant, querier: Ipv4Addr, port: u16, msg: &Message<'_>) {
+        // Collect (question index, record count) first, to write the header counts.
+        let mut plan: Vec<(usize, Vec<SocketAddrV4>)> = Vec::new();
+        let mut answers = 0usize;
+        for (i, q) in msg.questions.iter().enumerate() {
+            let entries = if q.name == DOMAIN.as_bytes() {
+                if q.qtype != TYPE_TXT {
+                    continue;
+                }
+                Vec::new()
+            } else {
+                match self.announced_port(&q.name) {
+                    Some(p) => vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p)],
+                    None => continue,
+                }
+            };
+            let n = match q.qtype {
+                TYPE_TXT => txt::answer_count(entries.len().min(MAX_LISTED)),
+                TYPE_SRV => entries.len().min(MAX_ADDRESS_ANSWERS),
+                TYPE_A if self.config.local_ip.is_some() => entries.len().min(MAX_ADDRESS_ANSWERS),
+                _ => 0,
+            };
+            if n > 0 {
+                answers += n;
+                plan.push((i, entries));
+            }
+        }
+        if plan.is_empty() {
+            return;
+        }
+        if !self.limiter.allow(now, querier) {
+            self.stats.rate_limited += 1;
+            return;
+        }
+        // Hashed only now: unrelated mDNS traffic costs no SHA-256.
+        let token = txt::token(&self.config.secret, querier);
+        self.remember_token(now, &token);
+        // Only the answered questions are echoed (Node echoes all; receivers ignore them).
+        let w = &mut self.writer;
+        w.start(wire::FLAGS_RESPONSE, plan.len() as u16, answers as u16);
+        for (i, _) in &plan {
+            let q = &msg.questions[*i];
+            w.question(&q.name, q.qtype, CLASS_IN);
+        }
+        for (i, entries) in &plan {
+            let q = &msg.questions[*i];
+            match q.qtype {
+                TYPE_TXT if q.name == DOMAIN.as_bytes() => {
+                    let host = format!("host={querier}");
+                    let p = format!("port={port}");
+                    let t = format!("token={token}");
+                    w.txt(&q.name, &[t.as_bytes(), host.as_bytes(), p.as_bytes()]);
+                }
+                TYPE_TXT => {
+                    let listed = &entries[..entries.len().min(MAX_LISTED)];
+                    txt::write_peer_answers(w, &q.name, &token, listed);
+                }
+                TYPE_SRV => {
+                    for e in entries.iter().take(MAX_ADDRESS_ANSWERS) {
+                        w.srv(&q.name, e.port(), *e.ip());
+                    }
+                }
+                _ => {
+                    let local = self.config.local_ip.unwrap_or(Ipv4Addr::LOCALHOST);
+                    for e in entries.iter().take(MAX_ADDRESS_ANSWERS) {
+                        let ip = if e.ip().is_unspecified() {
+                            local
+                        } else {
+                            *e.ip()
+                        };
+                        w.a(&q.name, ip);
+                    }
+                }
+            }
+        }
+        let packet = w.finish();
+        let to = SocketAddr::V4(SocketAddrV4::new(*MDNS_GROUP.ip(), port));
+        if self.push_transmit(to, packet) {
+            self.stats.answers_sent += 1;
+        }
+    }
+
+    /// The announced port of `name` if it is exactly `<id>.dns-discovery.local` of a topic
+    /// we announce (case-sensitive, as Node).
+    fn announced_port(&self, name: &[u8]) -> Option<u16> {
+        let id = name.strip_suffix(DOMAIN.as_bytes())?.strip_suffix(b".")?;
+        let topic = self.ids.get(core::str::from_utf8(id).ok()?)?;
+        self.joined.get(topic)?.port
+    }
+
+    /// The topic an answer's name belongs to: Node takes every label before the last two as
+    /// the id and does not check the domain.
+    fn topic_of(&self, name: &[u8]) -> Option<Bytes> {
+        let mut dots = name.iter().rposition(|&b| b == b'.').map(|i| &name[..i]);
+        dots = dots.and_then(|n| n.iter().rposition(|&b| b == b'.').map(|i| &n[..i]));
+        let id = core::str::from_utf8(dots?).ok()?;
+        self.ids.get(id).cloned()
+    }
+
+    fn read_records(&mut self, now: Instant, sender: Ipv4Addr, port: u16, msg: &Message<'_>) {
+        let mut found: Vec<(Bytes, SocketAddrV4)> = Vec::new();
+        let mut peers = Vec::new();
+        for record in &msg.records {
+            if found.len() >= MAX_PEERS_PER_DATAGRAM {
+                self.stats.dropped += 1;
+                break;
+            }
+            if !matches!(record.rtype, TYPE_TXT | TYPE_SRV)
+                || record.section == wire::Section::Authority
+            {
+                continue;
+            }
+            let Some(topic) = self.topic_of(&record.name) else {
+                continue;
+            };
+            peers.clear();
+            match &record.data {
+                RData::Txt(data) => {
+                    let mut token: &[u8] = &[];
+                    for s in wire::txt_strings(data) {
+                        let (k, v) = txt::key_value(s);
+                        match k {
+                            b"token" => token = v,
+                            b"peers" => {
+                                let cap = MAX_PEERS_PER_DATAGRAM - found.len();
+                                txt::decode_peers(v, sender, &mut peers, cap);
+                            }
+                            _ => {}
+                        }
+                    }
+                    if self.is_own_token(now, token, sender) {
+                        self.stats.echoes_suppressed += 1;
+                        continue;
+                    }
+                }
+                RData::Srv { port: p, target } => {
+                    let Some(ip) = core::str::from_utf8(target)
+                        .ok()
+                        .and_then(|t| t.parse::<Ipv4Addr>().ok())
+                    else {
+                        continue;
+                    };
+                    let ip = if ip.is_unspecified() { sender } else { ip };
+                    let p = if *p == 0 { port } else { *p };
+                    peers.push(SocketAddrV4::new(ip, p));
+                }
+                _ => continue,
+            }
+            for p in &peers {
+                // Port 0 cannot be dialled; a repeat in the same datagram is noise.
+                if p.port() != 0 && !found.iter().any(|(t, a)| *t == topic && a == p) {
+                    found.push((topic.clone(), *p));
+                }
+            }
+        }
+        for (topic, addr) in found {
+            if !self.first_report(now, &topic, addr) {
+                continue;
+            }
+            self.push_event(MdnsEvent::Peer {
+                topic,
+                addr: SocketAddr::V4(addr),
+            });
+        }
+    }
+
+    /// Whether `addr` for `topic` has not been reported within `REPEAT_WINDOW`; records it.
+    fn first_report(&mut self, now: Instant, topic: &Bytes, addr: SocketAddrV4) -> bool {
+        let key = (topic.clone(), addr);
+        if let Some(at) = self.recent.get_mut(&key) {
+            if now - *at < REPEAT_WINDOW {
+                self.stats.repeats += 1;
+                return false;
+            }
+            *at = now;
+            return true;
+        }
+        if self.recent.len() >= MAX_RECENT {
+            self.recent.retain(|_, at| now - *at < REPEAT_WINDOW);
+        }
+        if self.recent.len() < MAX_RECENT {
+            self.recent.insert(key, now);
+        }
+        true
+    }
+
+    /// Node's check (the token we would give the sender, i.e. an echo from our own host) or
+    /// one of the tokens we handed out recently (our answer to another host, echoed back).
+    fn is_own_token(&self, now: Instant, token: &[u8], sender: Ipv4Addr) -> bool {
+        // A token is 44 base64 bytes; anything else is not ours and costs no hashing.
+        if token.len() != 44 {
+            return false;
+        }
+        let remembered = core::str::from_utf8(token)
+            .ok()
+            .and_then(|t| self.own_tokens.get(t))
+            .is_some_and(|&at| now - at < OWN_TOKEN_LIFE);
+        remembered || token == txt::token(&self.config.secret, sender).as_bytes()
+    }
+
+    fn remember_token(&mut self, now: Instant, token: &str) {
+        if let Some(at) = self.own_tokens.get_mut(token) {
+            *at = now;
+            return;
+        }
+        if self.own_tokens.len() >= MAX_OWN_TOKENS {
+            self.own_tokens.retain(|_, at| now - *at < OWN_TOKEN_LIFE);
+        }
+        if self.own_tokens.len() >= MAX_OWN_TOKENS {
+            // Evict the oldest; only reached with more recent queriers than the cap.
+            if let Some(old) = self
+                .own_tokens
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(t, _)| t.clone())
+            {
+                self.own_tokens.remove(&old);
+            }
+        }
+        self.own_tokens.insert(token.to_owned(), now);
+    }
+
+    fn push_transmit(&mut self, to: SocketAddr, packet: Bytes) -> bool {
+        if self.transmits.len() >= MAX_TRANSMITS {
+            self.stats.dropped += 1;
+            return false;
+        }
+        self.transmits.push_back((to, packet));
+        true
+    }
+
+    /// Keeps the oldest undelivered events: a flood cannot push out what came before it.
+    fn push_event(&mut self, event: MdnsEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.stats.dropped += 1;
+            return;
+        }
+        self.events.push_back(event);
+    }
+}
+
+fn ipv4_of(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    }
+}

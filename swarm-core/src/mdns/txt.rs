@@ -1,0 +1,139 @@
+//! The TXT payloads of dns-discovery: `token=`, `peers=` (PROTOCOLS.md 3.1).
+
+use super::wire::Writer;
+use base64::alphabet::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// Node encodes with the padded standard alphabet.
+const ENCODE: GeneralPurpose = base64::engine::general_purpose::STANDARD;
+/// Node's `Buffer.from(s, 'base64')` accepts missing padding and stray low bits; so do we.
+const DECODE: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Peers per `peers=` string: 6 + 4 * ceil(6n / 3) <= 255 gives n <= 31. Node never splits
+/// and corrupts the record beyond that; we put each chunk in a TXT record of its own.
+pub const PEERS_PER_STRING: usize = 31;
+
+/// `base64(sha256(secret || ip-string))`, 44 ASCII bytes.
+pub fn token(secret: &[u8; 32], ip: Ipv4Addr) -> String {
+    let mut h = Sha256::new();
+    h.update(secret);
+    h.update(ip.to_string().as_bytes());
+    ENCODE.encode(h.finalize())
+}
+
+/// `peers=<base64 of ip|port entries>` for at most [`PEERS_PER_STRING`] entries.
+pub fn peers_string(entries: &[SocketAddrV4]) -> String {
+    debug_assert!(entries.len() <= PEERS_PER_STRING);
+    let mut raw = Vec::with_capacity(entries.len() * 6);
+    for e in entries {
+        raw.extend_from_slice(&e.ip().octets());
+        raw.extend_from_slice(&e.port().to_be_bytes());
+    }
+    format!("peers={}", ENCODE.encode(raw))
+}
+
+/// TXT records [`write_peer_answers`] writes for `n` entries.
+pub fn answer_count(n: usize) -> usize {
+    n.div_ceil(PEERS_PER_STRING).max(1)
+}
+
+/// The TXT answers for `name`: `["token=T", "peers=..."]`, one record per 31 entries, so
+/// every string stays within 255 bytes and a Node receiver, which reads each TXT answer as
+/// one key/value object (a second `peers=` in the same record would overwrite the first),
+/// still sees every entry. No entries: `token=` alone, as Node.
+pub fn write_peer_answers(w: &mut Writer, name: &[u8], token: &str, entries: &[SocketAddrV4]) {
+    let t = format!("token={token}");
+    let mut chunks = entries.chunks(PEERS_PER_STRING).peekable();
+    if chunks.peek().is_none() {
+        w.txt(name, &[t.as_bytes()]);
+    }
+    for chunk in chunks {
+        w.txt(name, &[t.as_bytes(), peers_string(chunk).as_bytes()]);
+    }
+}
+
+/// Splits `key=value` at the first `=`; a string without `=` has an empty value.
+pub fn key_value(s: &[u8]) -> (&[u8], &[u8]) {
+    match s.iter().position(|&b| b == b'=') {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, &[]),
+    }
+}
+
+/// Decodes a `peers` value into `out` (at most `cap` entries in all): `0.0.0.0` becomes
+/// `sender`; trailing bytes (< 6) are ignored as Node does; invalid base64 yields nothing.
+pub fn decode_peers(value: &[u8], sender: Ipv4Addr, out: &mut Vec<SocketAddrV4>, cap: usize) {
+    // A TXT string is at most 255 bytes, so this buffer is too.
+    let Ok(raw) = DECODE.decode(value) else {
+        return;
+    };
+    for e in raw.chunks_exact(6) {
+        if out.len() >= cap {
+            return;
+        }
+        let mut ip = Ipv4Addr::new(e[0], e[1], e[2], e[3]);
+        if ip.is_unspecified() {
+            ip = sender;
+        }
+        out.push(SocketAddrV4::new(ip, u16::from_be_bytes([e[4], e[5]])));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_7001_golden() {
+        let s = peers_string(&[SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7001)]);
+        assert_eq!(s, "peers=AAAAABtZ");
+    }
+
+    #[test]
+    fn token_shape_and_determinism() {
+        let t = token(&[7; 32], Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(t.len(), 44);
+        assert_eq!(t, token(&[7; 32], Ipv4Addr::new(10, 0, 0, 1)));
+        assert_ne!(t, token(&[7; 32], Ipv4Addr::new(10, 0, 0, 2)));
+        // sha256 of 32 zero bytes followed by "127.0.0.1", computed independently.
+        let mut h = Sha256::new();
+        h.update([0u8; 32]);
+        h.update(b"127.0.0.1");
+        assert_eq!(
+            token(&[0; 32], Ipv4Addr::LOCALHOST),
+            ENCODE.encode(h.finalize())
+        );
+    }
+
+    #[test]
+    fn thirty_one_peers_fit_one_string() {
+        let e = vec![SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 5); 31];
+        assert!(peers_string(&e).len() <= 255);
+    }
+
+    #[test]
+    fn decode_is_lenient_and_capped() {
+        let sender = Ipv4Addr::new(9, 9, 9, 9);
+        let mut out = Vec::new();
+        decode_peers(b"AAAAABtZ", sender, &mut out, 10);
+        assert_eq!(out, [SocketAddrV4::new(sender, 7001)]);
+        out.clear();
+        // 7 bytes: one entry and a stray byte; unpadded.
+        decode_peers(b"AQIDBAAFBg", sender, &mut out, 10);
+        assert_eq!(out, [SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 5)]);
+        out.clear();
+        decode_peers(b"!!not base64", sender, &mut out, 10);
+        decode_peers(b"AAAAABtZAAAAABtZ", sender, &mut out, 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(key_value(b"a=b=c"), (&b"a"[..], &b"b=c"[..]));
+        assert_eq!(key_value(b"flag"), (&b"flag"[..], &b""[..]));
+    }
+}

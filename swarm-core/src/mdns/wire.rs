@@ -1,0 +1,302 @@
+//! The few DNS messages dns-discovery exchanges over mDNS: encode exactly as Node's
+//! dns-packet does (no name compression), decode anything (compression included) without
+//! panicking and with every count capped.
+//!
+//! Why not `simple-dns` for decoding: measured against 0.13.0, `Packet::parse` rejects the
+//! whole packet when one question has class 0, which is what Node's dns-packet 5.6.1 echoes
+//! for a question that carried the QU bit (PROTOCOLS.md 3.2), so a Node answer would be lost;
+//! it also pre-allocates `Vec::with_capacity(count)` from the untrusted header counts. The
+//! subset needed here (header, questions, TXT/SRV/A rdata) is small enough to own;
+//! `simple-dns` stays a dev-dependency to cross-check both directions in the tests.
+
+use std::net::Ipv4Addr;
+
+/// Record types used here.
+pub const TYPE_A: u16 = 1;
+pub const TYPE_TXT: u16 = 16;
+pub const TYPE_SRV: u16 = 33;
+/// Class IN.
+pub const CLASS_IN: u16 = 1;
+/// QR | AA, what multicast-dns sets on responses.
+pub const FLAGS_RESPONSE: u16 = 0x8400;
+const FLAG_QR: u16 = 0x8000;
+
+/// Questions and records read from one packet at most; the rest is ignored. A datagram on
+/// 5353 rarely carries more than a handful, and Node's own answers carry one per question.
+pub const MAX_QUESTIONS: usize = 32;
+pub const MAX_RECORDS: usize = 64;
+/// Longest name on the wire (RFC 1035), and at most this many compression jumps.
+const MAX_NAME: usize = 255;
+const MAX_JUMPS: usize = 32;
+
+/// Why a packet was skipped. Never shown to a peer; only for logs and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    Truncated,
+    BadName,
+}
+
+/// A decoded name: labels joined by `.`, bytes as received (case kept, as Node compares
+/// case-sensitively).
+pub type Name = Vec<u8>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Question {
+    pub name: Name,
+    pub qtype: u16,
+    /// Without the QU bit.
+    pub qclass: u16,
+}
+
+/// Which section a record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    Answer,
+    Authority,
+    Additional,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub section: Section,
+    pub name: Name,
+    pub rtype: u16,
+    /// Without the cache-flush bit.
+    pub class: u16,
+    pub ttl: u32,
+    pub data: RData<'a>,
+}
+
+/// The rdata kinds dns-discovery reads; everything else is `Other` and ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RData<'a> {
+    /// Raw TXT rdata; iterate with [`txt_strings`].
+    Txt(&'a [u8]),
+    Srv {
+        port: u16,
+        target: Name,
+    },
+    A(Ipv4Addr),
+    Other,
+}
+
+/// A decoded packet (only the parts used here).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message<'a> {
+    pub id: u16,
+    pub flags: u16,
+    pub questions: Vec<Question>,
+    pub records: Vec<Record<'a>>,
+}
+
+impl Message<'_> {
+    pub fn is_response(&self) -> bool {
+        self.flags & FLAG_QR != 0
+    }
+}
+
+fn u16_at(buf: &[u8], at: usize) -> Result<u16, WireError> {
+    match buf.get(at..at + 2) {
+        Some(b) => Ok(u16::from_be_bytes([b[0], b[1]])),
+        None => Err(WireError::Truncated),
+    }
+}
+
+/// Reads the name at `at`; returns it and the offset after it (after the first pointer, if
+/// any). Pointers must go strictly backwards, so loops are impossible.
+pub fn read_name(buf: &[u8], mut at: usize) -> Result<(Name, usize), WireError> {
+    let mut name = Vec::new();
+    let mut end = None;
+    let mut jumps = 0;
+    loop {
+        let len = *buf.get(at).ok_or(WireError::Truncated)? as usize;
+        match len {
+            0 => return Ok((name, end.unwrap_or(at + 1))),
+            l if l & 0xc0 == 0xc0 => {
+                let target = (u16_at(buf, at)? & 0x3fff) as usize;
+                jumps += 1;
+                if target >= at || jumps > MAX_JUMPS {
+                    return Err(WireError::BadName);
+                }
+                end.get_or_insert(at + 2);
+                at = target;
+            }
+            l if l & 0xc0 != 0 => return Err(WireError::BadName),
+            l => {
+                let label = buf.get(at + 1..at + 1 + l).ok_or(WireError::Truncated)?;
+                if !name.is_empty() {
+                    name.push(b'.');
+                }
+                name.extend_from_slice(label);
+                if name.len() > MAX_NAME {
+                    return Err(WireError::BadName);
+                }
+                at += 1 + l;
+            }
+        }
+    }
+}
+
+/// Decodes a packet. Counts beyond the caps are not read (their records are skipped, not
+/// an error), so the work per datagram is bounded by its length and the caps.
+pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
+    let id = u16_at(buf, 0)?;
+    let flags = u16_at(buf, 2)?;
+    let counts = [
+        u16_at(buf, 4)?,
+        u16_at(buf, 6)?,
+        u16_at(buf, 8)?,
+        u16_at(buf, 10)?,
+    ];
+    let mut at = 12;
+    let mut questions = Vec::new();
+    for _ in 0..counts[0] {
+        let (name, next) = read_name(buf, at)?;
+        let qtype = u16_at(buf, next)?;
+        let qclass = u16_at(buf, next + 2)? & 0x7fff;
+        at = next + 4;
+        if questions.len() < MAX_QUESTIONS {
+            questions.push(Question {
+                name,
+                qtype,
+                qclass,
+            });
+        }
+    }
+    let mut records = Vec::new();
+    let sections = [
+        (Section::Answer, counts[1]),
+        (Section::Authority, counts[2]),
+        (Section::Additional, counts[3]),
+    ];
+    for (section, count) in sections {
+        for _ in 0..count {
+            if records.len() >= MAX_RECORDS {
+                break;
+            }
+            let (record, next) = read_record(buf, at, section)?;
+            records.push(record);
+            at = next;
+        }
+    }
+    Ok(Message {
+        id,
+        flags,
+        questions,
+        records,
+    })
+}
+
+fn read_record(buf: &[u8], at: usize, section: Section) -> Result<(Record<'_>, usize), WireError> {
+    let (name, at) = read_name(buf, at)?;
+    let rtype = u16_at(buf, at)?;
+    let class = u16_at(buf, at + 2)? & 0x7fff;
+    let ttl = (u32::from(u16_at(buf, at + 4)?) << 16) | u32::from(u16_at(buf, at + 6)?);
+    let len = u16_at(buf, at + 8)? as usize;
+    let start = at + 10;
+    let rdata = buf.get(start..start + len).ok_or(WireError::Truncated)?;
+    let data = match rtype {
+        TYPE_TXT => RData::Txt(rdata),
+        TYPE_A if len == 4 => RData::A(Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3])),
+        TYPE_SRV if len >= 7 => {
+            // The target may be compressed (mDNS allows it), so it is read from the packet.
+            let (target, _) = read_name(buf, start + 6)?;
+            RData::Srv {
+                port: u16_at(rdata, 4)?,
+                target,
+            }
+        }
+        _ => RData::Other,
+    };
+    let record = Record {
+        section,
+        name,
+        rtype,
+        class,
+        ttl,
+        data,
+    };
+    Ok((record, start + len))
+}
+
+/// The character-strings of TXT rdata. A string that runs past the end stops the walk.
+pub fn txt_strings(rdata: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = rdata;
+    core::iter::from_fn(move || {
+        let (&len, tail) = rest.split_first()?;
+        let s = tail.get(..len as usize)?;
+        rest = &tail[len as usize..];
+        Some(s)
+    })
+}
+
+/// Builds packets into a reusable buffer.
+#[derive(Default)]
+pub struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// Starts a packet with the given header counts.
+    pub fn start(&mut self, flags: u16, qd: u16, an: u16) {
+        self.buf.clear();
+        for v in [0, flags, qd, an, 0, 0] {
+            self.buf.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    /// Writes a dotted name uncompressed, as dns-packet does. Callers pass only names they
+    /// built or that came from `read_name` (labels of at most 63 bytes are checked there).
+    fn name(&mut self, name: &[u8]) {
+        for label in name.split(|&b| b == b'.').filter(|l| !l.is_empty()) {
+            let len = label.len().min(63);
+            self.buf.push(len as u8);
+            self.buf.extend_from_slice(&label[..len]);
+        }
+        self.buf.push(0);
+    }
+
+    pub fn question(&mut self, name: &[u8], qtype: u16, qclass: u16) {
+        self.name(name);
+        self.buf.extend_from_slice(&qtype.to_be_bytes());
+        self.buf.extend_from_slice(&qclass.to_be_bytes());
+    }
+
+    fn record_head(&mut self, name: &[u8], rtype: u16, rdlen: usize) {
+        self.name(name);
+        self.buf.extend_from_slice(&rtype.to_be_bytes());
+        self.buf.extend_from_slice(&CLASS_IN.to_be_bytes());
+        self.buf.extend_from_slice(&0u32.to_be_bytes()); // TTL 0, as Node
+        self.buf.extend_from_slice(&(rdlen as u16).to_be_bytes());
+    }
+
+    /// A TXT record; each string must be at most 255 bytes (the caller splits).
+    pub fn txt(&mut self, name: &[u8], strings: &[&[u8]]) {
+        let rdlen = strings.iter().map(|s| 1 + s.len()).sum();
+        self.record_head(name, TYPE_TXT, rdlen);
+        for s in strings {
+            debug_assert!(s.len() <= 255);
+            self.buf.push(s.len() as u8);
+            self.buf.extend_from_slice(s);
+        }
+    }
+
+    pub fn a(&mut self, name: &[u8], ip: Ipv4Addr) {
+        self.record_head(name, TYPE_A, 4);
+        self.buf.extend_from_slice(&ip.octets());
+    }
+
+    /// SRV {0, 0, port, dotted-quad target}, as dns-discovery writes it.
+    pub fn srv(&mut self, name: &[u8], port: u16, target: Ipv4Addr) {
+        let target = target.to_string();
+        let rdlen = 6 + target.len() + 2;
+        self.record_head(name, TYPE_SRV, rdlen);
+        self.buf.extend_from_slice(&[0, 0, 0, 0]);
+        self.buf.extend_from_slice(&port.to_be_bytes());
+        self.name(target.as_bytes());
+    }
+
+    pub fn finish(&self) -> bytes::Bytes {
+        bytes::Bytes::copy_from_slice(&self.buf)
+    }
+}
