@@ -67,6 +67,8 @@ pub struct Config {
     pub dht: Option<crate::dht::DhtConfig>,
     /// A fixed interval between DHT rounds per topic instead of Node's jittered 10-15 min.
     pub dht_interval: Option<Duration>,
+    /// Multicast DNS discovery (dns-discovery on the LAN), if on.
+    pub mdns: Option<crate::mdns::MdnsConfig>,
     /// Seed of the core's random number generator.
     pub seed: u64,
 }
@@ -116,6 +118,7 @@ impl Config {
             handshake: HandshakeMode::Builtin,
             dht: None,
             dht_interval: None,
+            mdns: None,
             seed,
         }
     }
@@ -172,6 +175,17 @@ impl Config {
         let mut dht = crate::dht::DhtConfig::new(self.seed);
         dht.bootstrap = bootstrap;
         self.dht = Some(dht);
+        self
+    }
+
+    /// Turns multicast DNS discovery on. Its token secret comes from the seed, so the seed
+    /// must be random outside simulations.
+    pub fn with_mdns(mut self) -> Self {
+        use rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0x6d64_6e73);
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+        self.mdns = Some(crate::mdns::MdnsConfig::new(secret, self.seed));
         self
     }
 

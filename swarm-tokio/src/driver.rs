@@ -281,6 +281,9 @@ impl Driver {
                     port
                 });
                 if let Ok(port) = result {
+                    if self.core.config().mdns.is_some() {
+                        self.open_mdns();
+                    }
                     self.core.handle_input(now, Input::Listening { port });
                 }
                 let _ = reply.send(result);
@@ -402,6 +405,15 @@ impl Driver {
             }
         }
         self.held.insert(conn, hs);
+    }
+
+    /// mDNS is best effort, as in Node: without the socket the swarm runs on without it.
+    fn open_mdns(&mut self) {
+        let interfaces = crate::udp::ipv4_interfaces();
+        match crate::udp::mdns_socket(&interfaces).and_then(Udp::new) {
+            Ok(udp) => self.mdns = Some(udp),
+            Err(e) => tracing::warn!(error = %e, "multicast DNS is off: cannot open its socket"),
+        }
     }
 
     fn on_datagram(&mut self, socket: UdpSocket, received: io::Result<(usize, SocketAddr)>) {

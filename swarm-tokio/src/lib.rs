@@ -100,7 +100,7 @@ impl Default for SwarmBuilder {
 }
 
 impl SwarmBuilder {
-    /// Defaults: a random 32-byte id, no connection limit, no whitelist, TCP.
+    /// Defaults: a random 32-byte id, no connection limit, no whitelist, TCP, mDNS.
     pub fn new() -> Self {
         let mut id = [0u8; 32];
         let mut seed = [0u8; 8];
@@ -112,7 +112,7 @@ impl SwarmBuilder {
             .try_fill_bytes(&mut seed)
             .expect("OS random number generator");
         SwarmBuilder {
-            config: Config::new(id.to_vec(), u64::from_le_bytes(seed)),
+            config: Config::new(id.to_vec(), u64::from_le_bytes(seed)).with_mdns(),
             external: None,
         }
     }
@@ -150,6 +150,20 @@ impl SwarmBuilder {
     /// Waits before each retry of a failed dial (default 1 s, 1 s, 5 s, 15 s).
     pub fn retry_schedule(mut self, schedule: Vec<Duration>) -> Self {
         self.config.retry_schedule = schedule;
+        self
+    }
+
+    /// Multicast DNS discovery on the LAN (on by default, as in Node): UDP 5353, the group
+    /// 224.0.0.251 joined on every IPv4 interface.
+    pub fn mdns(mut self, on: bool) -> Self {
+        self.config = if on {
+            self.config.with_mdns()
+        } else {
+            Config {
+                mdns: None,
+                ..self.config
+            }
+        };
         self
     }
 

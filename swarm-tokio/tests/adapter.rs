@@ -15,7 +15,11 @@ fn local(port: u16) -> SocketAddr {
 }
 
 async fn start(id: &[u8]) -> (Swarm, u16) {
-    let swarm = SwarmBuilder::new().id(id.to_vec()).build().unwrap();
+    let swarm = SwarmBuilder::new()
+        .mdns(false)
+        .id(id.to_vec())
+        .build()
+        .unwrap();
     let port = swarm.listen(0).await.unwrap();
     (swarm, port)
 }
@@ -110,7 +114,7 @@ async fn crossed_dials_keep_the_same_single_connection_at_both_ends() {
 
 #[tokio::test]
 async fn silent_peer_hits_the_handshake_timeout() {
-    let mut builder = SwarmBuilder::new();
+    let mut builder = SwarmBuilder::new().mdns(false);
     builder.config_mut().handshake_timeout = Duration::from_millis(200);
     let mut swarm = builder.build().unwrap();
     let port = swarm.listen(0).await.unwrap();
@@ -185,7 +189,7 @@ async fn application_data_sent_with_the_handshake_is_delivered_first() {
 #[tokio::test]
 async fn listening_on_a_port_in_use_is_an_error() {
     let (_a, port) = start(b"a").await;
-    let b = SwarmBuilder::new().build().unwrap();
+    let b = SwarmBuilder::new().mdns(false).build().unwrap();
     assert!(matches!(
         b.listen(port).await,
         Err(swarm_tokio::Error::Bind(_))
@@ -211,6 +215,7 @@ async fn close_ends_connections_and_the_event_stream() {
 #[tokio::test]
 async fn whitelist_refuses_other_hosts_inbound() {
     let mut swarm = SwarmBuilder::new()
+        .mdns(false)
         .whitelist(["10.9.9.9".parse().unwrap()])
         .build()
         .unwrap();
@@ -252,6 +257,7 @@ async fn external_handshake_reports_the_id_the_application_found() {
     }
     let build = |me: &'static str| {
         SwarmBuilder::new()
+            .mdns(false)
             .id(me.as_bytes().to_vec())
             .external_handshake(move |stream, _info| line_handshake(stream, me))
             .build()

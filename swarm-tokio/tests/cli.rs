@@ -2,6 +2,8 @@
 //! a bulk stream without loss. `SWARM_PIPE_MIB` sets the bulk size (default 64; CI runs 1024
 //! on a release build).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
@@ -100,6 +102,10 @@ fn pattern(offset: u64, buf: &mut [u8]) {
 
 #[test]
 fn pipe_forwards_bytes_as_they_arrive_and_moves_a_bulk_stream_intact() {
+    // The CLI multicasts (mDNS is on by default): only inside an isolated namespace.
+    if !support::isolated("pipe_forwards_bytes_as_they_arrive_and_moves_a_bulk_stream_intact") {
+        return;
+    }
     let mib: u64 = std::env::var("SWARM_PIPE_MIB")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -8,7 +8,10 @@ use std::time::Duration;
 use swarm_tokio::{SwarmBuilder, SwarmEvent};
 
 fn builder(id: u8, bootstrap: Vec<SocketAddr>) -> SwarmBuilder {
-    let mut builder = SwarmBuilder::new().id(vec![id; 32]).dht(bootstrap);
+    let mut builder = SwarmBuilder::new()
+        .id(vec![id; 32])
+        .mdns(false)
+        .dht(bootstrap);
     // Rounds every half second instead of every 10-15 minutes, so a late joiner is found.
     builder.config_mut().dht_interval = Some(Duration::from_millis(500));
     builder

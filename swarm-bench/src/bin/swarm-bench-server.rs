@@ -17,7 +17,7 @@ struct Args {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let mut swarm = SwarmBuilder::new().build()?;
+    let mut swarm = SwarmBuilder::new().mdns(false).build()?;
     let port = swarm.listen(args.port).await?;
     {
         let mut out = std::io::stdout().lock();

@@ -1,8 +1,10 @@
-//! Topics and the discovery mechanisms that serve them (what Node calls discovery-channel).
-//! The Mainline DHT is composed in; mDNS and unicast DNS plug in the same way.
+//! Topics and the discovery mechanisms that serve them (what Node calls discovery-channel):
+//! multicast DNS on the LAN and the Mainline DHT; unicast DNS servers will plug in the same
+//! way.
 
 use super::*;
 use crate::dht::{DhtEvent, NodeId};
+use crate::mdns::MdnsEvent;
 use core::time::Duration;
 use rand_core::RngCore;
 
@@ -29,8 +31,15 @@ impl Swarm {
             next_dht_round: None,
         });
         entry.announce = announce;
-        if entry.next_dht_round.is_none() && self.port.is_some() {
-            self.dht_round(now, topic);
+        let start_dht = entry.next_dht_round.is_none();
+        if let Some(port) = self.port {
+            if let Some(mdns) = self.mdns.as_mut() {
+                mdns.join(topic.clone(), announce, port);
+                mdns.handle_timeout(now);
+            }
+            if start_dht {
+                self.dht_round(now, topic);
+            }
         }
         self.pump_discovery(now);
     }
@@ -40,6 +49,9 @@ impl Swarm {
             return false;
         };
         self.topic_by_hash.remove(&left.info_hash);
+        if let Some(mdns) = self.mdns.as_mut() {
+            mdns.leave(topic);
+        }
         true
     }
 
@@ -48,9 +60,19 @@ impl Swarm {
         if let Some(dht) = self.dht.as_mut() {
             dht.bootstrap(now);
         }
-        let topics: Vec<Bytes> = self.topics.keys().cloned().collect();
-        for topic in topics {
+        let topics: Vec<(Bytes, bool)> = self
+            .topics
+            .iter()
+            .map(|(t, s)| (t.clone(), s.announce))
+            .collect();
+        for (topic, announce) in topics {
+            if let (Some(mdns), Some(port)) = (self.mdns.as_mut(), self.port) {
+                mdns.join(topic.clone(), announce, port);
+            }
             self.dht_round(now, topic);
+        }
+        if let Some(mdns) = self.mdns.as_mut() {
+            mdns.handle_timeout(now);
         }
         self.pump_discovery(now);
     }
@@ -100,8 +122,18 @@ impl Swarm {
         self.pump_discovery(now);
     }
 
+    /// A multicast DNS datagram (port 5353: other mDNS traffic is skipped by the engine).
+    pub(super) fn on_mdns_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if let Some(mdns) = self.mdns.as_mut() {
+            mdns.handle_datagram(now, from, data);
+        }
+        self.pump_discovery(now);
+    }
+
     pub(super) fn discovery_timeout(&self) -> Option<Instant> {
-        self.dht.as_ref().and_then(|dht| dht.poll_timeout())
+        let dht = self.dht.as_ref().and_then(|dht| dht.poll_timeout());
+        let mdns = self.mdns.as_ref().and_then(|mdns| mdns.poll_timeout());
+        [dht, mdns].into_iter().flatten().min()
     }
 
     pub(super) fn handle_discovery_timeout(&mut self, now: Instant) {
@@ -110,31 +142,49 @@ impl Swarm {
                 dht.handle_timeout(now);
             }
         }
+        if let Some(mdns) = self.mdns.as_mut() {
+            if mdns.poll_timeout().is_some_and(|at| at <= now) {
+                mdns.handle_timeout(now);
+            }
+        }
         self.pump_discovery(now);
     }
 
     /// Moves the mechanisms' datagrams to the outputs and their peers into the dial path.
     pub(super) fn pump_discovery(&mut self, now: Instant) {
-        let Some(dht) = self.dht.as_mut() else {
-            return;
-        };
-        while let Some((to, data)) = dht.poll_transmit() {
-            let socket = UdpSocket::Swarm;
-            self.outputs
-                .push_back(Output::Transmit { socket, to, data });
-        }
         let mut found = Vec::new();
-        while let Some(event) = dht.poll_event() {
-            if let DhtEvent::Peer {
-                info_hash, addr, ..
-            } = event
-            {
-                found.push((info_hash, addr));
+        if let Some(mdns) = self.mdns.as_mut() {
+            while let Some((to, data)) = mdns.poll_transmit() {
+                let socket = UdpSocket::Mdns;
+                self.outputs
+                    .push_back(Output::Transmit { socket, to, data });
+            }
+            while let Some(event) = mdns.poll_event() {
+                if let MdnsEvent::Peer { topic, addr } = event {
+                    found.push((topic, addr, PeerSource::Dns));
+                }
             }
         }
-        for (info_hash, addr) in found {
-            if let Some(topic) = self.topic_by_hash.get(&info_hash).cloned() {
-                self.discovered(now, Some(topic), SocketAddr::V4(addr), PeerSource::Dht);
+        if let Some(dht) = self.dht.as_mut() {
+            while let Some((to, data)) = dht.poll_transmit() {
+                let socket = UdpSocket::Swarm;
+                self.outputs
+                    .push_back(Output::Transmit { socket, to, data });
+            }
+            while let Some(event) = dht.poll_event() {
+                if let DhtEvent::Peer {
+                    info_hash, addr, ..
+                } = event
+                {
+                    if let Some(topic) = self.topic_by_hash.get(&info_hash) {
+                        found.push((topic.clone(), SocketAddr::V4(addr), PeerSource::Dht));
+                    }
+                }
+            }
+        }
+        for (topic, addr, source) in found {
+            if self.topics.contains_key(&topic) {
+                self.discovered(now, Some(topic), addr, source);
             }
         }
     }

@@ -161,6 +161,8 @@ pub struct Swarm {
     topic_by_hash: Map<crate::dht::NodeId, Bytes>,
     /// The Mainline DHT node, when enabled.
     dht: Option<crate::dht::DhtNode>,
+    /// Multicast DNS discovery, when enabled.
+    mdns: Option<crate::mdns::MdnsDiscovery>,
     /// Dials in flight plus connections from `handshaking` until closed (Node's
     /// `totalConnections`).
     total: usize,
@@ -179,6 +181,7 @@ impl Swarm {
             .dht
             .clone()
             .map(|dht| crate::dht::DhtNode::new(dht, Instant::ZERO));
+        let mdns = config.mdns.clone().map(crate::mdns::MdnsDiscovery::new);
         Ok(Swarm {
             handshake_bytes: encode_handshake(&config.id),
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
@@ -194,6 +197,7 @@ impl Swarm {
             topics: new_map(seed),
             topic_by_hash: new_map(seed),
             dht,
+            mdns,
             total: 0,
             established: 0,
             next_id: 0,
@@ -311,8 +315,7 @@ impl Swarm {
     fn on_datagram(&mut self, now: Instant, socket: UdpSocket, from: SocketAddr, data: &[u8]) {
         match socket {
             UdpSocket::Swarm => self.on_swarm_datagram(now, from, data),
-            // mDNS is not composed in yet.
-            UdpSocket::Mdns => tracing::trace!(%from, len = data.len(), "mDNS datagram ignored"),
+            UdpSocket::Mdns => self.on_mdns_datagram(now, from, data),
         }
     }
 

@@ -56,6 +56,9 @@ struct JoinArgs {
     /// Turn the DHT off even if bootstrap nodes are given.
     #[arg(long)]
     no_dht: bool,
+    /// Turn multicast DNS (LAN discovery) off.
+    #[arg(long)]
+    no_mdns: bool,
     /// On a duplicate, keep the existing connection.
     #[arg(long)]
     keep_existing: bool,
@@ -117,7 +120,8 @@ async fn join(args: JoinArgs) -> ExitCode {
     let mut builder = SwarmBuilder::new()
         .max_connections(args.max_connections)
         .whitelist(args.whitelist.iter().copied())
-        .keep_existing_connections(args.keep_existing);
+        .keep_existing_connections(args.keep_existing)
+        .mdns(!args.no_mdns);
     if !args.no_dht && !args.dht_bootstrap.is_empty() {
         builder = builder.dht(args.dht_bootstrap.clone());
     }
