@@ -631,3 +631,20 @@ fn print_split_answer() {
     let hex: String = w.finish().iter().map(|b| format!("{b:02x}")).collect();
     println!("{hex}");
 }
+
+#[test]
+fn same_seed_same_schedule() {
+    let run = || {
+        let mut m = engine(4);
+        m.join(&b"a"[..], true, 1);
+        m.join(&b"b"[..], false, 0);
+        let mut times = Vec::new();
+        for _ in 0..10 {
+            let t = m.poll_timeout().unwrap();
+            m.handle_timeout(t);
+            times.push((t, drain_transmits(&mut m)));
+        }
+        times
+    };
+    assert_eq!(run(), run());
+}
