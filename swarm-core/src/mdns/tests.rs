@@ -680,3 +680,37 @@ fn twenty_percent_loss_still_converges_within_a_few_rounds() {
         assert!(!f.contains(&addr(i as u8 + 1, 7000 + i as u16 + 1)));
     }
 }
+
+quickcheck::quickcheck! {
+    /// Whatever we write, we read back the same (names of up to 4 labels, TXT strings).
+    fn txt_round_trip(labels: Vec<Vec<u8>>, strings: Vec<Vec<u8>>) -> bool {
+        let labels: Vec<Vec<u8>> = labels
+            .into_iter()
+            .take(4)
+            .map(|l| l.into_iter().filter(|&b| b != b'.').take(50).collect::<Vec<u8>>())
+            .filter(|l| !l.is_empty())
+            .collect();
+        let name = labels.join(&b'.');
+        let strings: Vec<Vec<u8>> = strings.into_iter().take(8).collect();
+        let refs: Vec<&[u8]> = strings.iter().map(|s| &s[..s.len().min(255)]).collect();
+        let mut w = Writer::default();
+        w.start(wire::FLAGS_RESPONSE, 1, 1);
+        w.question(&name, TYPE_TXT, 1);
+        w.txt(&name, &refs);
+        let bytes = w.finish();
+        let Ok(msg) = wire::decode(&bytes) else { return false };
+        let RData::Txt(data) = msg.records[0].data else { return false };
+        msg.questions[0].name == name
+            && msg.records[0].name == name
+            && wire::txt_strings(data).eq(refs.iter().copied())
+    }
+
+    /// Arbitrary bytes never panic the decoder or an engine.
+    fn arbitrary_bytes_are_harmless(data: Vec<u8>, port: u16) -> bool {
+        let _ = wire::decode(&data);
+        let mut m = engine(1);
+        m.join(&b"ubuntu-14.04"[..], true, 7001);
+        m.handle_datagram(Instant::ZERO, addr(2, port), &data);
+        m.poll_event().is_none() || data.len() > 12
+    }
+}
