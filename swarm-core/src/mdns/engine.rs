@@ -278,7 +278,8 @@ impl MdnsDiscovery {
                 return;
             }
         };
-        if !msg.is_response() {
+        // An answer goes to the group on the querier's port; port 0 has nowhere to go.
+        if !msg.is_response() && from.port() != 0 {
             self.answer(now, sender, from.port(), &msg);
         }
         self.read_records(now, sender, from.port(), &msg);

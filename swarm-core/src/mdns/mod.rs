@@ -17,6 +17,20 @@
 //! while let Some((to, bytes)) = mdns.poll_transmit() { /* socket.send_to(&bytes, to) */ }
 //! while let Some(event) = mdns.poll_event() { /* MdnsEvent::Peer / FirstRound */ }
 //! ```
+//!
+//! Where this departs from Node (dns-discovery 6.2.3 over multicast-dns 7.2.5) on purpose:
+//! - echoes of our own answers are recognised by every token we handed out in the last
+//!   15 min, not only by the token for our own address, so a LAN host does not discover
+//!   itself through its answers to others (SRV answers carry no token and still can);
+//! - `leave` stops lookup-only joins too;
+//! - more than 31 entries are split over several TXT records instead of corrupting one;
+//! - only the answered questions are echoed in a response, always with class IN (Node
+//!   echoes every question, and class 0 for a QU question);
+//! - answers are rate-limited per querier and in all; a peer seen again within 5 s is not
+//!   reported again; at most 128 peers are taken from one datagram and 1024 events queue;
+//! - peers with port 0, SRV targets that are not valid IPv4 addresses, IPv6 senders and
+//!   queries from port 0 are ignored;
+//! - A questions are answered only when [`MdnsConfig::local_ip`] is set.
 
 mod engine;
 mod limit;

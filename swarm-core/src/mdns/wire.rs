@@ -270,12 +270,13 @@ impl Writer {
         self.buf.extend_from_slice(&(rdlen as u16).to_be_bytes());
     }
 
-    /// A TXT record; each string must be at most 255 bytes (the caller splits).
+    /// A TXT record. Strings are at most 255 bytes (callers split, as `txt` does); a longer
+    /// one is cut rather than given a wrapped length byte, which is how Node corrupts it.
     pub fn txt(&mut self, name: &[u8], strings: &[&[u8]]) {
-        let rdlen = strings.iter().map(|s| 1 + s.len()).sum();
+        let rdlen = strings.iter().map(|s| 1 + s.len().min(255)).sum();
         self.record_head(name, TYPE_TXT, rdlen);
         for s in strings {
-            debug_assert!(s.len() <= 255);
+            let s = &s[..s.len().min(255)];
             self.buf.push(s.len() as u8);
             self.buf.extend_from_slice(s);
         }
