@@ -139,18 +139,22 @@ class Proc:
 CHILDREN = []
 
 
-def spawn_node(name, port, node_id, add_peer=None, dial_on_signal=False, dht=None):
+def spawn_node(name, port, node_id, add_peer=None, dial_on_signal=False, dht=None, mdns=False):
     argv = ["node", str(PEER_JS), "--port", str(port), "--id", node_id, "--seconds", "30"]
     if dht:
         argv += ["--topic", TOPIC, "--dht-bootstrap", f"127.0.0.1:{dht}"]
+    if mdns:
+        argv += ["--mdns"] + ([] if dht else ["--topic", TOPIC])
     if add_peer:
         argv += ["--add-peer", f"127.0.0.1:{add_peer}"] + (["--dial-on-signal"] if dial_on_signal else [])
     CHILDREN.append(p := Proc(name, argv))
     return p
 
 
-def spawn_rust(name, port, rust_id, peer=None, dht=None):
+def spawn_rust(name, port, rust_id, peer=None, dht=None, mdns=False):
     argv = BIN + ["join", TOPIC, "--port", str(port), "--id", rust_id, "--json", "--pipe"] + RUST_EXTRA
+    if not mdns:
+        argv += ["--no-mdns"]
     if peer:
         argv += ["--peer", f"127.0.0.1:{peer}"]
     if dht:
@@ -296,6 +300,30 @@ def scenario_dht_node_finds_rust():
         raise Fail("node found rust through the DHT, but rust's kept connection is rust's own dial")
 
 
+def scenario_mdns_pair():
+    """Node and Rust on one LAN find each other by multicast DNS alone, in both join orders,
+    and keep one connection, the same at both ends."""
+    for rust_first in (False, True):
+        node_id, rust_id = secrets.token_hex(32), secrets.token_hex(32)
+        node_port, rust_port = (7221, 7222) if not rust_first else (7231, 7232)
+        t = time.monotonic()
+        if rust_first:
+            rust = spawn_rust("rust", rust_port, rust_id, mdns=True)
+            listening(rust)
+            node = spawn_node("node", node_port, node_id, mdns=True)
+        else:
+            node = spawn_node("node", node_port, node_id, mdns=True)
+            listening(node)
+            rust = spawn_rust("rust", rust_port, rust_id, mdns=True)
+        check_pair(node, rust, node_id, rust_id, t)
+        found = [e for e in rust.find("peer") if e.get("port") == node_port]
+        if not found:
+            raise Fail("rust never reported the node peer as found (by mDNS)")
+        info(f"mdns ({'rust' if rust_first else 'node'} first): found each other, one connection kept")
+        for proc in (node, rust):
+            proc.stop()
+
+
 def ordered_ids(rust_smaller):
     while True:
         a, b = secrets.token_hex(32), secrets.token_hex(32)
@@ -387,6 +415,7 @@ SCENARIOS = {
     "hostile-input": scenario_hostile_input,
     "dht-rust-finds-node": scenario_dht_rust_finds_node,
     "dht-node-finds-rust": scenario_dht_node_finds_rust,
+    "mdns-pair": scenario_mdns_pair,
 }
 
 

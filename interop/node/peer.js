@@ -5,6 +5,7 @@
 //   node peer.js --port N [--id HEX] [--topic T] [--add-peer HOST:PORT]... [--seconds S] [--send LINE]
 //                [--dial-on-signal]  (make the addPeer calls on SIGUSR2 instead of after listening)
 //                [--dht-bootstrap HOST:PORT]  (DHT on, with that bootstrap node only)
+//                [--mdns]  (multicast DNS on: dns-discovery with no servers)
 'use strict'
 const crypto = require('crypto')
 const swarmFactory = require('discovery-swarm')
@@ -13,6 +14,7 @@ const args = { addPeer: [] }
 for (let i = 2; i < process.argv.length; i++) {
   const k = process.argv[i]
   if (k === '--dial-on-signal') { args.dialOnSignal = true; continue }
+  if (k === '--mdns') { args.mdns = true; continue }
   const v = process.argv[++i]
   if (v === undefined) usage(`missing value for ${k}`)
   if (k === '--port') args.port = Number(v)
@@ -45,7 +47,8 @@ process.on('uncaughtException', (err) => {
 
 // Never a DHT with default options: the public bootstrap routers must not be contacted.
 const dht = args.dhtBootstrap ? { bootstrap: [args.dhtBootstrap] } : false
-const sw = swarmFactory({ utp: false, dns: false, dht, id })
+const dns = args.mdns ? {} : false
+const sw = swarmFactory({ utp: false, dns, dht, id })
 
 // Ports are recorded at 'handshaking' because a destroyed socket may no longer know them.
 function ports (conn) {
