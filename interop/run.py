@@ -300,6 +300,27 @@ def scenario_dht_node_finds_rust():
         raise Fail("node found rust through the DHT, but rust's kept connection is rust's own dial")
 
 
+def scenario_dht_our_bootstrap():
+    """Our `dht-node` is the only bootstrap node; two Node peers find each other through it."""
+    CHILDREN.append(ours := Proc("rust-dht-node", BIN + ["dht-node", "--port", "7194"]))
+    if not ours.wait_event("listening", 5):
+        raise Fail(f"our dht-node never listened (exit code {ours.p.poll()})")
+    a_id, b_id = secrets.token_hex(32), secrets.token_hex(32)
+    a = spawn_node("node-a", 7241, a_id, dht=7194)
+    listening(a)
+    if not a.wait_event("joined", 5):
+        raise Fail("node-a's first DHT round never completed against our dht-node")
+    b = spawn_node("node-b", 7242, b_id, dht=7194)
+    if not b.wait_event("connection", 8) or not a.wait_event("connection", 2):
+        raise Fail("the two Node peers did not connect through our dht-node")
+    ids = {e["id"] for e in b.find("connection")} | {e["id"] for e in a.find("connection")}
+    if ids != {a_id, b_id}:
+        raise Fail(f"unexpected connection ids {ids}")
+    if not ours.alive():
+        raise Fail(f"our dht-node exited with {ours.p.returncode}")
+    info("two Node peers found each other through our dht-node")
+
+
 def scenario_mdns_pair():
     """Node and Rust on one LAN find each other by multicast DNS alone, in both join orders,
     and keep one connection, the same at both ends."""
@@ -416,6 +437,7 @@ SCENARIOS = {
     "dht-rust-finds-node": scenario_dht_rust_finds_node,
     "dht-node-finds-rust": scenario_dht_node_finds_rust,
     "mdns-pair": scenario_mdns_pair,
+    "dht-our-bootstrap": scenario_dht_our_bootstrap,
 }
 
 

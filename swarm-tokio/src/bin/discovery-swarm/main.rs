@@ -1,5 +1,6 @@
 //! `discovery-swarm`: join topics and report (or pipe) every connection.
 
+mod dht_node;
 mod output;
 mod pipe;
 
@@ -24,6 +25,19 @@ struct Cli {
 enum Command {
     /// Join topics and connect to every peer found for them.
     Join(JoinArgs),
+    /// Run a standalone Mainline DHT node (for example the bootstrap node of a private
+    /// network): it answers queries and stores announces.
+    DhtNode(DhtNodeArgs),
+}
+
+#[derive(Args)]
+struct DhtNodeArgs {
+    /// UDP port to listen on (0 = any).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Other nodes to join through (comma-separated HOST:PORT); none = start a new network.
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT,...", value_parser = parse_peer)]
+    dht_bootstrap: Vec<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -113,6 +127,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Join(args) => runtime.block_on(join(args)),
+        Command::DhtNode(args) => runtime.block_on(dht_node::run(args.port, args.dht_bootstrap)),
     }
 }
 

@@ -1,0 +1,67 @@
+//! `discovery-swarm dht-node`: a standalone Mainline DHT node that answers queries and stores
+//! announces, usable as the bootstrap node of a private network. The loop is the sans-IO one:
+//! datagram in, datagrams out, sleep until the node's next deadline.
+
+use rand_core::{OsRng, TryRngCore};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use swarm_core::dht::{DhtConfig, DhtNode};
+use swarm_core::Instant;
+use tokio::net::UdpSocket;
+
+pub async fn run(port: u16, bootstrap: Vec<SocketAddr>) -> ExitCode {
+    let socket = match UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            eprintln!("discovery-swarm: cannot bind UDP port {port}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Ok(bound) = socket.local_addr() else {
+        return ExitCode::FAILURE;
+    };
+    let mut seed = [0u8; 8];
+    if OsRng.try_fill_bytes(&mut seed).is_err() {
+        eprintln!("discovery-swarm: no OS randomness for the node id");
+        return ExitCode::FAILURE;
+    }
+    let has_bootstrap = !bootstrap.is_empty();
+    let mut config = DhtConfig::new(u64::from_le_bytes(seed));
+    config.bootstrap = bootstrap;
+    let epoch = tokio::time::Instant::now();
+    let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
+    let mut node = DhtNode::new(config, now());
+    if has_bootstrap {
+        node.bootstrap(now());
+    }
+    println!("{{\"event\":\"listening\",\"port\":{}}}", bound.port());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut terminate = crate::signal_terminate();
+    loop {
+        while let Some((to, data)) = node.poll_transmit() {
+            if let Err(e) = socket.send_to(&data, to).await {
+                tracing::debug!(%to, error = %e, "datagram dropped");
+            }
+        }
+        while node.poll_event().is_some() {}
+        let wake = node
+            .poll_timeout()
+            .map(|t| epoch + std::time::Duration::from_micros(t.as_micros()))
+            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(60));
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((len, from)) => node.handle_datagram(now(), from, &buf[..len]),
+                Err(e) => tracing::debug!(error = %e, "receive failed"),
+            },
+            () = tokio::time::sleep_until(wake) => node.handle_timeout(now()),
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    eprintln!(
+        "discovery-swarm: dht-node stopping ({} contacts, {} stored peers)",
+        node.table().len(),
+        node.stored_peers()
+    );
+    ExitCode::SUCCESS
+}
