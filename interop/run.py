@@ -139,8 +139,9 @@ class Proc:
 CHILDREN = []
 
 
-def spawn_node(name, port, node_id, add_peer=None, dial_on_signal=False, dht=None, mdns=False):
-    argv = ["node", str(PEER_JS), "--port", str(port), "--id", node_id, "--seconds", "30"]
+def spawn_node(name, port, node_id, add_peer=None, dial_on_signal=False, dht=None, mdns=False,
+               seconds=30):
+    argv = ["node", str(PEER_JS), "--port", str(port), "--id", node_id, "--seconds", str(seconds)]
     if dht:
         argv += ["--topic", TOPIC, "--dht-bootstrap", f"127.0.0.1:{dht}"]
     if mdns:
@@ -321,6 +322,84 @@ def scenario_dht_our_bootstrap():
     info("two Node peers found each other through our dht-node")
 
 
+def mesh_snapshot(nodes, rusts):
+    """Live connections as (local port, remote port) per peer: Node's by SIGUSR1 `state`,
+    Rust's from its events. Returns {name: set of (local, remote)}."""
+    snap = {}
+    for node in nodes:
+        before = len(node.find("state"))
+        node.p.send_signal(signal.SIGUSR1)
+        if not node.wait(lambda s, b=before: len(s.find("state")) > b, 3):
+            raise Fail(f"{node.name} gave no state")
+        snap[node.name] = {(c["localPort"], c["remotePort"]) for c in node.find("state")[-1]["conns"]}
+    for rust in rusts:
+        snap[rust.name] = {(e.get("local_port"), e.get("port")) for e in rust_live(rust)}
+    return snap
+
+
+def mesh_problems(snap, listen_ports):
+    """Full mesh, one connection per pair, the same one at both ends."""
+    problems = []
+    peers = list(snap)
+    ends = {}  # (local, remote) -> peer
+    for name, conns in snap.items():
+        for c in conns:
+            ends[c] = name
+    for name, conns in snap.items():
+        if len(conns) != len(peers) - 1:
+            problems.append(f"{name} holds {len(conns)} connections, want {len(peers) - 1}")
+        for local, remote in conns:
+            other = ends.get((remote, local))
+            if other is None:
+                problems.append(f"{name} {local}->{remote} has no matching end")
+    return problems
+
+
+def scenario_mdns_mesh():
+    """3 Node + 3 Rust peers on one LAN reach a full mesh by mDNS, one connection per pair,
+    the same at both ends, and keep it through Node's redials for INTEROP_SOAK_SECS (default
+    180) without any connection made by a Rust dial after the mesh formed."""
+    soak = float(os.environ.get("INTEROP_SOAK_SECS", "180"))
+    life = soak + 60
+    nodes = [spawn_node(f"node{i}", 7251 + i, secrets.token_hex(32), mdns=True, seconds=life)
+             for i in range(3)]
+    rusts = [spawn_rust(f"rust{i}", 7261 + i, secrets.token_hex(32), mdns=True) for i in range(3)]
+    for p in nodes + rusts:
+        listening(p)
+    deadline = time.monotonic() + 20
+    while True:
+        problems = mesh_problems(mesh_snapshot(nodes, rusts), None)
+        if not problems:
+            break
+        if time.monotonic() > deadline:
+            raise Fail("no full mesh within 20 s: " + "; ".join(problems[:4]))
+        time.sleep(1)
+    formed = time.monotonic()
+    info(f"full mesh of 6 formed; soaking {soak:.0f} s through Node's redials")
+    own_dials_at_start = {r.name: sum(1 for e in r.find("connection") if e.get("initiator")) for r in rusts}
+    time.sleep(soak)
+    for p in nodes + rusts:
+        if not p.alive():
+            raise Fail(f"{p.name} exited during the soak")
+    for r in rusts:
+        late = sum(1 for e in r.find("connection") if e.get("initiator")) - own_dials_at_start[r.name]
+        if late:
+            raise Fail(f"{r.name} made {late} connection(s) by its own dials after the mesh formed")
+        for n in ("handshake-timeout", "handshake-failed"):
+            if r.find(n):
+                raise Fail(f"{r.name} logged {n}")
+    # Node may be replacing a connection at any instant: accept the first consistent sample.
+    for attempt in range(5):
+        problems = mesh_problems(mesh_snapshot(nodes, rusts), None)
+        if not problems:
+            break
+        time.sleep(1)
+    else:
+        raise Fail("mesh not intact after the soak: " + "; ".join(problems[:4]))
+    redials = sum(len(n.find("redundant-connection")) for n in nodes)
+    info(f"mesh intact after {time.monotonic() - formed:.0f} s; Node logged {redials} redundant connections (its redials)")
+
+
 def scenario_mdns_pair():
     """Node and Rust on one LAN find each other by multicast DNS alone, in both join orders,
     and keep one connection, the same at both ends."""
@@ -438,6 +517,7 @@ SCENARIOS = {
     "dht-node-finds-rust": scenario_dht_node_finds_rust,
     "mdns-pair": scenario_mdns_pair,
     "dht-our-bootstrap": scenario_dht_our_bootstrap,
+    "mdns-mesh": scenario_mdns_mesh,
 }
 
 

@@ -111,4 +111,9 @@ function finish (code) {
 }
 if (args.seconds) setTimeout(() => finish(0), args.seconds * 1000)
 process.on('SIGTERM', () => finish(0))
+// A snapshot without exiting, for soak checks.
+process.on('SIGUSR1', () => {
+  const conns = sw.connections.filter((c) => !c.destroyed).map((c) => ports(c))
+  log('state', { connected: sw.connected, conns })
+})
 process.on('SIGINT', () => finish(0))
