@@ -149,6 +149,9 @@ pub enum Event {
     RedundantConnection { conn: ConnId, info: ConnInfo },
     /// `connection-closed`: a connection that reached `handshaking` is gone.
     ConnectionClosed { conn: ConnId, info: ConnInfo },
+    /// The first discovery round of every enabled mechanism finished for `topic` (Node's
+    /// `join` callback). Reported once per join, after listening.
+    Joined { topic: Bytes },
 }
 
 impl Event {
@@ -168,6 +171,7 @@ impl Event {
             Event::Connection { .. } => "connection",
             Event::RedundantConnection { .. } => "redundant-connection",
             Event::ConnectionClosed { .. } => "connection-closed",
+            Event::Joined { .. } => "joined",
         }
     }
 }

@@ -402,3 +402,39 @@ fn retry_jitter_is_seeded_and_bounded() {
     let wait = Duration::from_micros(run(7).as_micros());
     assert!(wait >= Duration::from_millis(500) && wait < Duration::from_millis(1500));
 }
+
+#[test]
+fn join_reports_joined_after_the_first_mdns_round_and_sends_the_query() {
+    let mut s = swarm(|c| c.with_mdns());
+    s.join(at(0), &b"topic"[..], true);
+    assert!(drain(&mut s).is_empty(), "nothing before listening");
+    s.handle_input(at(1), Input::Listening { port: 7001 });
+    let out = drain(&mut s);
+    let queries = out
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Transmit {
+                    socket: swarm_core::UdpSocket::Mdns,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(queries, 1, "one TXT query for the topic");
+    let joined: Vec<_> = events(&out)
+        .into_iter()
+        .filter(|e| matches!(e, Event::Joined { topic } if &topic[..] == b"topic"))
+        .collect();
+    assert_eq!(joined.len(), 1);
+}
+
+#[test]
+fn join_without_discovery_reports_joined_at_once() {
+    let mut s = swarm(|c| c);
+    s.handle_input(at(0), Input::Listening { port: 7001 });
+    drain(&mut s);
+    s.join(at(1), &b"topic"[..], false);
+    assert_eq!(names(&drain(&mut s)), ["joined"]);
+}

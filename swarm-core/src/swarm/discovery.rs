@@ -3,7 +3,7 @@
 //! way.
 
 use super::*;
-use crate::dht::{DhtEvent, NodeId};
+use crate::dht::{DhtEvent, LookupId, NodeId};
 use crate::mdns::MdnsEvent;
 use core::time::Duration;
 use rand_core::RngCore;
@@ -19,6 +19,11 @@ pub(super) struct Topic {
     pub(super) info_hash: NodeId,
     /// When the next DHT round is due, if one is scheduled.
     pub(super) next_dht_round: Option<Instant>,
+    /// First round still running: mDNS's, and the DHT's (its lookup).
+    first_mdns: bool,
+    first_dht: Option<LookupId>,
+    /// `joined` was reported (Node's join callback fires once).
+    joined_reported: bool,
 }
 
 impl Swarm {
@@ -29,6 +34,9 @@ impl Swarm {
             announce,
             info_hash,
             next_dht_round: None,
+            first_mdns: false,
+            first_dht: None,
+            joined_reported: false,
         });
         entry.announce = announce;
         let start_dht = entry.next_dht_round.is_none();
@@ -38,7 +46,7 @@ impl Swarm {
                 mdns.handle_timeout(now);
             }
             if start_dht {
-                self.dht_round(now, topic);
+                self.start_first_round(now, topic);
             }
         }
         self.pump_discovery(now);
@@ -69,7 +77,7 @@ impl Swarm {
             if let (Some(mdns), Some(port)) = (self.mdns.as_mut(), self.port) {
                 mdns.join(topic.clone(), announce, port);
             }
-            self.dht_round(now, topic);
+            self.start_first_round(now, topic);
         }
         if let Some(mdns) = self.mdns.as_mut() {
             mdns.handle_timeout(now);
@@ -77,20 +85,41 @@ impl Swarm {
         self.pump_discovery(now);
     }
 
-    /// One DHT round for `topic` (an announce, which looks up too, or a lookup), and the
-    /// next one scheduled.
-    pub(super) fn dht_round(&mut self, now: Instant, topic: Bytes) {
-        let (Some(dht), Some(port)) = (self.dht.as_mut(), self.port) else {
-            return;
-        };
+    /// The first round of every mechanism for `topic`; `joined` is reported when all are done
+    /// (at once when no mechanism is on).
+    fn start_first_round(&mut self, now: Instant, topic: Bytes) {
+        let lookup = self.dht_round(now, topic.clone());
+        let mdns = self.mdns.is_some();
+        if let Some(state) = self.topics.get_mut(&topic) {
+            state.first_mdns = mdns;
+            state.first_dht = lookup;
+        }
+        self.report_joined_if_done(topic);
+    }
+
+    fn report_joined_if_done(&mut self, topic: Bytes) {
         let Some(state) = self.topics.get_mut(&topic) else {
             return;
         };
-        if state.announce {
-            dht.announce(now, state.info_hash, port, false);
-        } else {
-            dht.get_peers(now, state.info_hash);
+        if state.joined_reported || state.first_mdns || state.first_dht.is_some() {
+            return;
         }
+        state.joined_reported = true;
+        self.emit(Event::Joined { topic });
+    }
+
+    /// One DHT round for `topic` (an announce, which looks up too, or a lookup), and the
+    /// next one scheduled. Returns the lookup, if the DHT is on.
+    pub(super) fn dht_round(&mut self, now: Instant, topic: Bytes) -> Option<LookupId> {
+        let (Some(dht), Some(port)) = (self.dht.as_mut(), self.port) else {
+            return None;
+        };
+        let state = self.topics.get_mut(&topic)?;
+        let lookup = if state.announce {
+            dht.announce(now, state.info_hash, port, false)
+        } else {
+            dht.get_peers(now, state.info_hash)
+        };
         let interval = match self.config.dht_interval {
             Some(fixed) => fixed,
             None => DHT_INTERVAL + Duration::from_millis(self.rng.next_u64() % DHT_JITTER_MS),
@@ -98,6 +127,7 @@ impl Swarm {
         let at = now + interval;
         state.next_dht_round = Some(at);
         self.arm(at, Timer::DhtRound(topic));
+        Some(lookup)
     }
 
     pub(super) fn on_dht_round(&mut self, now: Instant, topic: Bytes) {
@@ -153,6 +183,7 @@ impl Swarm {
     /// Moves the mechanisms' datagrams to the outputs and their peers into the dial path.
     pub(super) fn pump_discovery(&mut self, now: Instant) {
         let mut found = Vec::new();
+        let mut first_rounds: Vec<(Bytes, Option<LookupId>)> = Vec::new();
         if let Some(mdns) = self.mdns.as_mut() {
             while let Some((to, data)) = mdns.poll_transmit() {
                 let socket = UdpSocket::Mdns;
@@ -160,8 +191,9 @@ impl Swarm {
                     .push_back(Output::Transmit { socket, to, data });
             }
             while let Some(event) = mdns.poll_event() {
-                if let MdnsEvent::Peer { topic, addr } = event {
-                    found.push((topic, addr, PeerSource::Dns));
+                match event {
+                    MdnsEvent::Peer { topic, addr } => found.push((topic, addr, PeerSource::Dns)),
+                    MdnsEvent::FirstRound { topic } => first_rounds.push((topic, None)),
                 }
             }
         }
@@ -172,14 +204,35 @@ impl Swarm {
                     .push_back(Output::Transmit { socket, to, data });
             }
             while let Some(event) = dht.poll_event() {
-                if let DhtEvent::Peer {
-                    info_hash, addr, ..
-                } = event
-                {
-                    if let Some(topic) = self.topic_by_hash.get(&info_hash) {
-                        found.push((topic.clone(), SocketAddr::V4(addr), PeerSource::Dht));
+                match event {
+                    DhtEvent::Peer {
+                        info_hash, addr, ..
+                    } => {
+                        if let Some(topic) = self.topic_by_hash.get(&info_hash) {
+                            found.push((topic.clone(), SocketAddr::V4(addr), PeerSource::Dht));
+                        }
+                    }
+                    DhtEvent::LookupDone { lookup, target, .. }
+                    | DhtEvent::AnnounceDone {
+                        lookup,
+                        info_hash: target,
+                        ..
+                    } => {
+                        if let Some(topic) = self.topic_by_hash.get(&target) {
+                            first_rounds.push((topic.clone(), Some(lookup)));
+                        }
                     }
                 }
+            }
+        }
+        for (topic, lookup) in first_rounds {
+            if let Some(state) = self.topics.get_mut(&topic) {
+                match lookup {
+                    None => state.first_mdns = false,
+                    Some(id) if state.first_dht == Some(id) => state.first_dht = None,
+                    Some(_) => continue,
+                }
+                self.report_joined_if_done(topic);
             }
         }
         for (topic, addr, source) in found {

@@ -77,6 +77,11 @@ impl Printer {
                 map.insert("reason".into(), json!(reason.as_str()));
                 map
             }
+            Event::Joined { topic } => {
+                let mut map = Map::new();
+                map.insert("topic".into(), json!(hex::encode(topic)));
+                map
+            }
             Event::PeerBanned { peer, reason } => {
                 let mut map = peer_fields(peer);
                 map.insert("reason".into(), json!(reason.as_str()));
