@@ -69,6 +69,9 @@ pub struct Config {
     pub dht_interval: Option<Duration>,
     /// Multicast DNS discovery (dns-discovery on the LAN), if on.
     pub mdns: Option<crate::mdns::MdnsConfig>,
+    /// How long a completed dial to a peer found by mDNS waits for that peer's crossing dial
+    /// when the peer's would win, so the pair is reported once (0 = never wait).
+    pub crossing_grace: Duration,
     /// Seed of the core's random number generator.
     pub seed: u64,
 }
@@ -119,6 +122,7 @@ impl Config {
             dht: None,
             dht_interval: None,
             mdns: None,
+            crossing_grace: Duration::from_millis(500),
             seed,
         }
     }

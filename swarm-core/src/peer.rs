@@ -1,6 +1,6 @@
 //! Candidate peers: the seen/banned table, the dial queue and retry bookkeeping.
 
-use crate::event::PeerInfo;
+use crate::event::{PeerInfo, PeerSource};
 use crate::time::Instant;
 use crate::{new_map, ConnId, Map};
 use bytes::Bytes;
@@ -52,6 +52,8 @@ pub(crate) struct Peer {
     pub banned: bool,
     /// The id this address answered with last time, so a connected peer is not redialled.
     pub remote_id: Option<Arc<[u8]>>,
+    /// How it was last found.
+    pub source: PeerSource,
 }
 
 /// The candidate table and the dial queue.
@@ -107,6 +109,7 @@ impl PeerTable {
             status: PeerStatus::Idle,
             banned: false,
             remote_id: None,
+            source: PeerSource::Manual,
         });
         let was_busy = is_busy(peer.status);
         peer.status = status;

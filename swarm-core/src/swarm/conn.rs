@@ -51,6 +51,8 @@ pub(super) struct Deferred {
     /// Application data that came with the handshake.
     pub(super) early: Bytes,
     pub(super) deadline: Instant,
+    /// Held for the crossing grace (see [`Swarm::wants_grace`]), not for a pending connection.
+    pub(super) grace: bool,
 }
 
 /// Kept small: one per held connection.
@@ -143,8 +145,13 @@ impl Swarm {
                 self.emit(Event::HandshakeTimeout { conn, info });
                 self.close(now, conn, CloseCause::Local, true);
             }
-            // Waited long enough for a crossing connection: decide now.
-            Some(ConnState::Deferred(_)) => {
+            // Waited long enough for a crossing connection: decide now. (A grace timer that
+            // fires while a connection from that host is still pending keeps waiting, up to
+            // the handshake deadline.)
+            Some(ConnState::Deferred(d)) => {
+                if now < d.deadline && self.should_defer(conn) {
+                    return;
+                }
                 let ip = self.conns[&conn].info.addr.ip();
                 if let Some(list) = self.deferred.get_mut(&ip) {
                     list.retain(|c| *c != conn);
@@ -193,15 +200,65 @@ impl Swarm {
             });
         }
         self.unpend(ip, side);
-        if self.should_defer(conn) {
+        let pending = self.should_defer(conn);
+        let grace = self.wants_grace(conn);
+        if pending || grace {
             if let Some(c) = self.conns.get_mut(&conn) {
-                c.state = ConnState::Deferred(Box::new(Deferred { early, deadline }));
+                let deferred = Deferred {
+                    early,
+                    deadline,
+                    grace,
+                };
+                c.state = ConnState::Deferred(Box::new(deferred));
+            }
+            if grace {
+                let until = (now + self.config.crossing_grace).min(deadline);
+                self.arm(until, Timer::Handshake(conn));
             }
             self.deferred.entry(ip).or_default().push(conn);
         } else {
             self.resolve(now, conn, early);
         }
         self.recheck_deferred(now, ip);
+    }
+
+    /// With multicast DNS, discovery is symmetric: when one side's connection completes, the
+    /// other side's crossing dial is usually on its way. If that crossing connection would win
+    /// the rule (ours is a dial to a smaller id, or an inbound one from a larger id, whose
+    /// dial we are about to make), holding ours back briefly means the pair is reported once.
+    fn wants_grace(&self, conn: ConnId) -> bool {
+        if self.config.crossing_grace.is_zero() || self.config.keep_existing_connections {
+            return false;
+        }
+        let c = &self.conns[&conn];
+        let remote = c.info.id.as_deref().unwrap_or_default();
+        let ord = compare_ids(remote, &self.config.id, c.discovery_key());
+        match c.peer() {
+            Some(peer) => {
+                let found_by_mdns = self
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|p| p.source == PeerSource::Dns);
+                found_by_mdns && ord == Ordering::Less
+            }
+            None => self.mdns.is_some() && !self.topics.is_empty() && ord == Ordering::Greater,
+        }
+    }
+
+    /// A connection held for the crossing grace waits until the crossing one is registered.
+    fn still_in_grace(&self, conn: ConnId) -> bool {
+        let Some(c) = self.conns.get(&conn) else {
+            return false;
+        };
+        let ConnState::Deferred(d) = &c.state else {
+            return false;
+        };
+        let registered = c.info.id.as_deref().is_some_and(|id| {
+            self.registry
+                .get((id, c.discovery_key()), key_of(&self.conns))
+                .is_some()
+        });
+        d.grace && !registered
     }
 
     /// Whether a still-pending connection from the same host, in the other direction, would
@@ -240,7 +297,7 @@ impl Swarm {
                     Some(ConnState::Deferred(_))
                 )
             })
-            .partition(|c| self.should_defer(*c));
+            .partition(|c| self.still_in_grace(*c) || self.should_defer(*c));
         if !wait.is_empty() {
             self.deferred.insert(ip, wait);
         }

@@ -32,7 +32,7 @@ impl Swarm {
         now: Instant,
         topic: Option<Bytes>,
         addr: SocketAddr,
-        _source: PeerSource,
+        source: PeerSource,
     ) {
         let key = PeerKey {
             addr: normalize_addr(addr),
@@ -59,7 +59,10 @@ impl Swarm {
             return;
         }
         self.peers.enqueue(key.clone());
-        self.peers.update(&key, |p| p.retries = 0);
+        self.peers.update(&key, |p| {
+            p.retries = 0;
+            p.source = source;
+        });
         self.emit(Event::Peer(self.peers.info(&key)));
         self.kick(now);
     }
