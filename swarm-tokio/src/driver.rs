@@ -132,6 +132,8 @@ pub(crate) struct Driver {
     events: mpsc::UnboundedSender<SwarmEvent>,
     counters: Arc<Counters>,
     external: Option<ExternalHandshake>,
+    /// Interfaces to join the mDNS group on (`None`: every IPv4 interface).
+    mdns_interfaces: Option<Vec<std::net::Ipv4Addr>>,
     live: HashMap<ConnId, Live>,
     /// Sockets in the driver's hands during this iteration, or parked while the core defers.
     held: HashMap<ConnId, Handshaking>,
@@ -155,7 +157,7 @@ impl Driver {
         report_tx: mpsc::UnboundedSender<Report>,
         events: mpsc::UnboundedSender<SwarmEvent>,
         counters: Arc<Counters>,
-        external: Option<ExternalHandshake>,
+        options: crate::AdapterOptions,
     ) -> Self {
         Driver {
             core,
@@ -166,7 +168,8 @@ impl Driver {
             report_tx,
             events,
             counters,
-            external,
+            external: options.external,
+            mdns_interfaces: options.mdns_interfaces,
             live: HashMap::new(),
             held: HashMap::new(),
             dials: FuturesUnordered::new(),
@@ -409,7 +412,10 @@ impl Driver {
 
     /// mDNS is best effort, as in Node: without the socket the swarm runs on without it.
     fn open_mdns(&mut self) {
-        let interfaces = crate::udp::ipv4_interfaces();
+        let interfaces = self
+            .mdns_interfaces
+            .clone()
+            .unwrap_or_else(crate::udp::ipv4_interfaces);
         match crate::udp::mdns_socket(&interfaces).and_then(Udp::new) {
             Ok(udp) => self.mdns = Some(udp),
             Err(e) => tracing::warn!(error = %e, "multicast DNS is off: cannot open its socket"),

@@ -90,7 +90,14 @@ pub(crate) type ExternalHandshake =
 /// Options of a swarm, with discovery-swarm's defaults.
 pub struct SwarmBuilder {
     config: Config,
-    external: Option<ExternalHandshake>,
+    options: AdapterOptions,
+}
+
+/// What the adapter needs beyond the core's configuration.
+#[derive(Default)]
+pub(crate) struct AdapterOptions {
+    pub external: Option<ExternalHandshake>,
+    pub mdns_interfaces: Option<Vec<std::net::Ipv4Addr>>,
 }
 
 impl Default for SwarmBuilder {
@@ -113,7 +120,7 @@ impl SwarmBuilder {
             .expect("OS random number generator");
         SwarmBuilder {
             config: Config::new(id.to_vec(), u64::from_le_bytes(seed)).with_mdns(),
-            external: None,
+            options: AdapterOptions::default(),
         }
     }
 
@@ -167,6 +174,16 @@ impl SwarmBuilder {
         self
     }
 
+    /// Joins the mDNS group on these interfaces only (by their IPv4 address) instead of on
+    /// every IPv4 interface.
+    pub fn mdns_interfaces(
+        mut self,
+        interfaces: impl IntoIterator<Item = std::net::Ipv4Addr>,
+    ) -> Self {
+        self.options.mdns_interfaces = Some(interfaces.into_iter().collect());
+        self
+    }
+
     /// Turns the Mainline DHT on (shared UDP port, the TCP port's number), bootstrapping from
     /// `bootstrap`. There is no default list yet: nothing is contacted that was not named.
     pub fn dht(mut self, bootstrap: Vec<SocketAddr>) -> Self {
@@ -189,7 +206,7 @@ impl SwarmBuilder {
         Fut: Future<Output = HandshakeResult> + Send + 'static,
     {
         self.config.handshake = HandshakeMode::External;
-        self.external = Some(Arc::new(move |stream, info| {
+        self.options.external = Some(Arc::new(move |stream, info| {
             Box::pin(handshake(stream, info)) as BoxedHandshake
         }));
         self
@@ -215,7 +232,7 @@ impl SwarmBuilder {
             report_tx,
             event_tx,
             counters.clone(),
-            self.external,
+            self.options,
         );
         tokio::spawn(driver.run());
         Ok(Swarm {

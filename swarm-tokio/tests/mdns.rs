@@ -39,3 +39,46 @@ fn peers_on_one_lan_find_each_other_by_mdns_alone() {
         assert_eq!((a.connected(), b.connected()), (1, 1));
     });
 }
+
+#[test]
+fn chosen_interfaces_are_used_and_an_unusable_one_only_turns_mdns_off() {
+    if !support::isolated("chosen_interfaces_are_used_and_an_unusable_one_only_turns_mdns_off") {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let loopback = [std::net::Ipv4Addr::LOCALHOST];
+        let mut a = SwarmBuilder::new()
+            .mdns_interfaces(loopback)
+            .build()
+            .unwrap();
+        a.listen(0).await.unwrap();
+        a.join("iface-topic", true);
+        let mut b = SwarmBuilder::new()
+            .mdns_interfaces(loopback)
+            .build()
+            .unwrap();
+        b.listen(0).await.unwrap();
+        b.join("iface-topic", true);
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(SwarmEvent::Connection(conn)) = a.next().await {
+                    break conn;
+                }
+            }
+        })
+        .await
+        .expect("found on the chosen interface");
+        assert_eq!(found.remote_id(), b.id().as_ref());
+
+        // No such interface here: the swarm listens and works, without mDNS.
+        let c = SwarmBuilder::new()
+            .mdns_interfaces([std::net::Ipv4Addr::new(10, 9, 9, 9)])
+            .build()
+            .unwrap();
+        c.listen(0).await.unwrap();
+        c.join("iface-topic", true);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(c.connected(), 0, "not discovered without an mDNS socket");
+    });
+}

@@ -73,6 +73,9 @@ struct JoinArgs {
     /// Turn multicast DNS (LAN discovery) off.
     #[arg(long)]
     no_mdns: bool,
+    /// Join the mDNS group only on the interfaces with these IPv4 addresses (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "IP,...")]
+    mdns_interface: Vec<std::net::Ipv4Addr>,
     /// On a duplicate, keep the existing connection.
     #[arg(long)]
     keep_existing: bool,
@@ -137,6 +140,9 @@ async fn join(args: JoinArgs) -> ExitCode {
         .whitelist(args.whitelist.iter().copied())
         .keep_existing_connections(args.keep_existing)
         .mdns(!args.no_mdns);
+    if !args.mdns_interface.is_empty() {
+        builder = builder.mdns_interfaces(args.mdns_interface.iter().copied());
+    }
     if !args.no_dht && !args.dht_bootstrap.is_empty() {
         builder = builder.dht(args.dht_bootstrap.clone());
     }
