@@ -54,7 +54,7 @@ fn chosen_interfaces_are_used_and_an_unusable_one_only_turns_mdns_off() {
             .unwrap();
         a.listen(0).await.unwrap();
         a.join("iface-topic", true);
-        let mut b = SwarmBuilder::new()
+        let b = SwarmBuilder::new()
             .mdns_interfaces(loopback)
             .build()
             .unwrap();
