@@ -55,6 +55,19 @@ impl NodeId {
         NodeId(d)
     }
 
+    /// The XOR distance as integers that compare like the big-endian 160-bit number: the
+    /// same order as [`NodeId::distance`], without a byte-wise comparison per step.
+    pub fn distance_key(&self, other: &NodeId) -> (u64, u64, u32) {
+        let word = |range: core::ops::Range<usize>| {
+            let mut x = 0u64;
+            for i in range {
+                x = (x << 8) | u64::from(self.0[i] ^ other.0[i]);
+            }
+            x
+        };
+        (word(0..8), word(8..16), word(16..20) as u32)
+    }
+
     /// Leading bits shared with `other` (160 when equal).
     pub fn common_prefix_len(&self, other: &NodeId) -> usize {
         for (i, (a, b)) in self.0.iter().zip(other.0.iter()).enumerate() {
@@ -96,6 +109,19 @@ mod tests {
         let h = NodeId::sha1(b"ubuntu-14.04");
         let hex: String = h.0.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "30b411f5ef231e34acc17e0065a8fed2d72116fd");
+    }
+
+    #[test]
+    fn distance_key_orders_like_distance() {
+        let ids: Vec<NodeId> = (0u8..40)
+            .map(|i| NodeId([i.wrapping_mul(37) ^ 0x5a; 20]))
+            .collect();
+        let mut by_key = ids.clone();
+        let mut by_distance = ids.clone();
+        let target = NodeId([0x33; 20]);
+        by_key.sort_by_key(|n| n.distance_key(&target));
+        by_distance.sort_by_key(|n| n.distance(&target));
+        assert_eq!(by_key, by_distance);
     }
 
     #[test]

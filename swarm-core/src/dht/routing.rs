@@ -290,12 +290,14 @@ impl RoutingTable {
 
     /// Up to `n` contacts that are not bad, closest to `target` first.
     pub fn closest(&self, now: Instant, target: &NodeId, n: usize) -> Vec<Contact> {
-        let mut all: Vec<&Contact> = self
+        let mut all: Vec<((u64, u64, u32), &Contact)> = self
             .iter()
             .filter(|c| c.state(now) != NodeState::Bad)
+            .map(|c| (c.id.distance_key(target), c))
             .collect();
-        all.sort_unstable_by_key(|c| c.id.distance(target));
-        all.into_iter().take(n).cloned().collect()
+        keep_smallest(&mut all, n, |(d, _)| *d);
+        all.sort_unstable_by_key(|(d, _)| *d);
+        all.into_iter().map(|(_, c)| c.clone()).collect()
     }
 
     /// What we tell others (BEP 5: the K closest *good* nodes): the closest good contacts,
@@ -303,14 +305,13 @@ impl RoutingTable {
     /// address that merely sent us a (possibly spoofed) query is thus not handed out while
     /// verified ones exist.
     pub fn closest_good(&self, now: Instant, target: &NodeId, n: usize) -> Vec<Contact> {
-        let mut all: Vec<(bool, NodeId, &Contact)> = self
+        let mut all: Vec<(bool, (u64, u64, u32), &Contact)> = self
             .iter()
             .map(|c| (c.state(now), c))
             .filter(|(s, _)| *s != NodeState::Bad)
-            .map(|(s, c)| (s != NodeState::Good, c.id.distance(target), c))
+            .map(|(s, c)| (s != NodeState::Good, c.id.distance_key(target), c))
             .collect();
-        all.sort_unstable_by_key(|(q, d, _)| (*q, *d));
-        all.truncate(n);
+        keep_smallest(&mut all, n, |(q, d, _)| (*q, *d));
         all.sort_unstable_by_key(|(_, d, _)| *d);
         all.into_iter().map(|(_, _, c)| c.clone()).collect()
     }
@@ -347,6 +348,17 @@ impl RoutingTable {
     /// Every contact, for tests and statistics.
     pub fn iter(&self) -> impl Iterator<Item = &Contact> {
         self.buckets.iter().flat_map(|b| b.contacts.iter())
+    }
+}
+
+/// Keeps the `n` smallest elements by `key`, in no particular order: linear time, where a
+/// full sort per query was the responder's main cost.
+fn keep_smallest<T, K: Ord>(items: &mut Vec<T>, n: usize, mut key: impl FnMut(&T) -> K) {
+    if n == 0 {
+        items.clear();
+    } else if items.len() > n {
+        items.select_nth_unstable_by_key(n - 1, &mut key);
+        items.truncate(n);
     }
 }
 
