@@ -31,7 +31,7 @@ mod sim;
 pub mod trace;
 
 pub use invariants::Violation;
-pub use network::{HostId, NetConfig, PipeId};
+pub use network::{DatagramStats, HostId, NetConfig, PipeId, SegmentConfig, SegmentId};
 pub use node::HostState;
 pub use scenarios::{Report, SCENARIOS};
 pub use sim::{Action, Link, LogEntry, Sim, SimConfig};

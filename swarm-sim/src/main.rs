@@ -89,6 +89,15 @@ fn main() -> ExitCode {
                         }
                     }
                     if args.seeds == 1 {
+                        for (mark, at) in &report.marks {
+                            println!(
+                                "{name} seed={seed} {mark} at {}s",
+                                at.as_micros() as f64 / 1e6
+                            );
+                        }
+                        if report.datagrams.sent > 0 {
+                            println!("{name} seed={seed} datagrams {:?}", report.datagrams);
+                        }
                         println!(
                             "{name} seed={seed} ok: end={}s steps={} connection-events={} \
                              links={} peak(connected+connecting)={} trace={} lines hash={:016x}",

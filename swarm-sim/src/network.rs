@@ -147,11 +147,40 @@ impl Default for NetConfig {
     }
 }
 
-/// The pipe table and link latencies.
+/// Index of a LAN segment (multicast domain); segment 0 always exists.
+pub type SegmentId = usize;
+
+/// A LAN segment: a multicast reaches every host on it; each delivery of a datagram to a
+/// host other than its sender is lost with `loss` and doubled with `duplicate` (multicast
+/// loopback to the sender is never lost).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SegmentConfig {
+    pub loss: f64,
+    pub duplicate: f64,
+}
+
+/// Datagram counters over the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatagramStats {
+    /// `Transmit` outputs.
+    pub sent: u64,
+    /// Copies handed to a core.
+    pub delivered: u64,
+    /// Copies dropped by a segment's loss.
+    pub lost: u64,
+    /// Extra copies made by a segment's duplication.
+    pub duplicated: u64,
+    /// Datagrams nobody could receive (no such host, no core, no socket on that port).
+    pub unroutable: u64,
+}
+
+/// The pipe table, link latencies and LAN segments.
 #[derive(Default)]
 pub struct Network {
     pub cfg: NetConfig,
     pub pipes: BTreeMap<PipeId, Pipe>,
+    pub segments: Vec<SegmentConfig>,
+    pub datagrams: DatagramStats,
     links: BTreeMap<(HostId, HostId), Duration>,
     /// Hosts cut off from the network until the given instant: their packets wait (TCP
     /// retransmits) and arrive no earlier than that plus the link latency.
@@ -163,8 +192,16 @@ impl Network {
     pub fn new(cfg: NetConfig) -> Self {
         Network {
             cfg,
+            segments: vec![SegmentConfig::default()],
             ..Network::default()
         }
+    }
+
+    /// The one-way delay of a datagram from `a` to `b`: the link latency plus fresh jitter
+    /// (datagrams may overtake each other).
+    pub fn datagram_delay(&mut self, rng: &mut SimRng, a: HostId, b: HostId) -> Duration {
+        let base = self.link_latency(rng, a, b);
+        base + rng.duration(Duration::ZERO, self.cfg.jitter)
     }
 
     fn link_latency(&mut self, rng: &mut SimRng, a: HostId, b: HostId) -> Duration {
@@ -232,6 +269,11 @@ impl Network {
         let at = (cut + p.latency + jitter).max(p.last_arrival[to as usize]);
         p.last_arrival[to as usize] = at;
         at
+    }
+
+    /// Whether `host` is cut off at `now` (its datagrams are lost).
+    pub fn is_isolated(&self, host: HostId, now: Instant) -> bool {
+        self.isolated.get(&host).is_some_and(|until| *until > now)
     }
 
     /// Cuts `host` off until `until` (extending an earlier cut).

@@ -1,7 +1,7 @@
 //! Hosts and the nodes (core incarnations) running on them.
 
 use crate::invariants::NodeCheck;
-use crate::network::PipeId;
+use crate::network::{PipeId, SegmentId};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,6 +9,8 @@ use swarm_core::{Config, ConnId, Instant, Swarm};
 
 /// The port every simulated host listens on.
 pub const LISTEN_PORT: u16 = 7000;
+/// The multicast DNS port.
+pub const MDNS_PORT: u16 = 5353;
 
 /// What a host does with an incoming connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +58,8 @@ pub struct Host {
     pub ip: Ipv4Addr,
     pub port: u16,
     pub state: HostState,
+    /// The LAN segment (multicast domain) the host is on.
+    pub segment: SegmentId,
     /// The configuration each incarnation starts from (id and seed are replaced).
     pub template: Option<Config>,
     pub node: Option<Node>,
@@ -73,6 +77,7 @@ impl Host {
             ip: Ipv4Addr::new(10, 0, (n >> 8) as u8, n as u8),
             port: LISTEN_PORT,
             state,
+            segment: 0,
             template,
             node: None,
             incarnation: 0,

@@ -3,7 +3,7 @@
 //! achieve, so a core that does nothing cannot pass.
 
 use crate::invariants::Violation;
-use crate::network::HostId;
+use crate::network::{DatagramStats, HostId};
 use crate::node::HostState;
 use crate::rng::{derive, SimRng};
 use crate::sim::{Action, Sim, SimConfig};
@@ -33,6 +33,8 @@ impl Params {
         }
     }
 }
+
+pub mod lan;
 
 type Scenario = fn(&Params) -> Result<Sim, Violation>;
 
@@ -83,6 +85,21 @@ pub const SCENARIOS: &[(&str, Scenario, &str)] = &[
         chaos_max,
         "chaos with max_connections 1..=4 per node: limits hold",
     ),
+    (
+        "lan",
+        lan::lan,
+        "N nodes (default 50) on one LAN join a topic: full mesh by mDNS alone",
+    ),
+    (
+        "lan-lossy",
+        lan::lan_lossy,
+        "lan with 20% datagram loss (and 2% duplication): still a full mesh",
+    ),
+    (
+        "lan-split",
+        lan::lan_split,
+        "N nodes (default 40) on two LANs: each meshes, none across (mDNS stays local)",
+    ),
 ];
 
 /// Looks a scenario up by name.
@@ -107,6 +124,9 @@ pub struct Report {
     pub links: usize,
     /// Highest `connected + connecting` any node reached.
     pub peak_total: usize,
+    /// Instants the scenario measured.
+    pub marks: Vec<(&'static str, Instant)>,
+    pub datagrams: DatagramStats,
     pub lines: Option<Vec<String>>,
 }
 
@@ -129,6 +149,8 @@ impl Report {
             connections,
             links: sim.links().len(),
             peak_total,
+            marks: sim.marks().to_vec(),
+            datagrams: sim.datagrams(),
             lines: sim.trace().lines().map(<[String]>::to_vec),
         }
     }

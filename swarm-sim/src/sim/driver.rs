@@ -46,8 +46,7 @@ impl Sim {
                 self.node_mut(h).conns.insert(conn, pipe);
                 self.send(pipe, Side::Acceptor, Packet::Syn);
             }
-            // Datagrams (mDNS, DHT, uTP) are modelled once LAN segments land.
-            Output::Transmit { .. } => {}
+            Output::Transmit { socket, to, data } => self.transmit(h, socket, to, data),
             Output::Send { conn, data } => {
                 if let Some(&pipe) = node.conns.get(&conn) {
                     self.send_data(h, conn, pipe, data);

@@ -2,7 +2,7 @@
 
 use super::{Link, LogEntry, Sim, SimResult};
 use crate::invariants::NodeCheck;
-use crate::network::{EndState, HostId, Side};
+use crate::network::{DatagramStats, EndState, HostId, SegmentId, Side};
 use crate::node::HostState;
 use crate::trace::Trace;
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,6 +115,21 @@ impl Sim {
             .iter()
             .filter(move |e| e.host == h)
             .map(|e| (e.at, &e.event))
+    }
+
+    /// The instants the scenario marked.
+    pub fn marks(&self) -> &[(&'static str, Instant)] {
+        &self.marks
+    }
+
+    /// Datagram counters so far.
+    pub fn datagrams(&self) -> DatagramStats {
+        self.net.datagrams
+    }
+
+    /// The LAN segment `h` is on.
+    pub fn segment(&self, h: HostId) -> SegmentId {
+        self.hosts[h].segment
     }
 
     pub fn trace(&self) -> &Trace {

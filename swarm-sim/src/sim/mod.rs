@@ -3,20 +3,23 @@
 //! `mod.rs` builds and runs it; [`wire`] moves packets into cores, [`driver`] carries out
 //! their outputs; [`inspect`] answers questions about the state and checks quiescence.
 
+mod datagram;
 mod driver;
 mod inspect;
 mod wire;
 
 use crate::invariants::{NodeCheck, Violation};
-use crate::network::{EndState, HostId, NetConfig, Network, Packet, PipeId, Side};
+use crate::network::{
+    EndState, HostId, NetConfig, Network, Packet, PipeId, SegmentConfig, SegmentId, Side,
+};
 use crate::node::{Host, HostState, Node};
 use crate::queue::EventQueue;
 use crate::rng::{derive, SimRng};
 use crate::trace::Trace;
 use core::time::Duration;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use swarm_core::{CloseCause, Config, ConnId, Event, Input, Instant, Swarm};
+use std::net::{IpAddr, SocketAddr};
+use swarm_core::{CloseCause, Config, ConnId, Event, Input, Instant, Swarm, UdpSocket};
 
 /// Parameters of a run.
 #[derive(Clone, Debug)]
@@ -87,6 +90,17 @@ pub enum Action {
         host: HostId,
         duration: Duration,
     },
+    /// The host's core joins `topic` (announcing it if `announce`).
+    Join {
+        host: HostId,
+        topic: bytes::Bytes,
+        announce: bool,
+    },
+    /// The host's core leaves `topic`.
+    Leave {
+        host: HostId,
+        topic: bytes::Bytes,
+    },
     /// Call `handle_timeout` on a host's core now, whether or not a timer is due (an early
     /// wake-up must be harmless).
     Poke {
@@ -103,6 +117,12 @@ enum Ev {
     Timer {
         host: HostId,
         gen: u64,
+    },
+    Datagram {
+        host: HostId,
+        socket: UdpSocket,
+        from: SocketAddr,
+        data: bytes::Bytes,
     },
     Action(Action),
 }
@@ -136,6 +156,8 @@ pub struct Sim {
     trace: Trace,
     log: Vec<LogEntry>,
     steps: u64,
+    /// Named instants a scenario measured (e.g. when a mesh converged).
+    marks: Vec<(&'static str, Instant)>,
 }
 
 type SimResult<T = ()> = Result<T, Violation>;
@@ -152,6 +174,7 @@ impl Sim {
             trace: Trace::new(cfg.keep_trace),
             log: Vec::new(),
             steps: 0,
+            marks: Vec::new(),
             cfg,
         }
     }
@@ -167,6 +190,26 @@ impl Sim {
     /// values derived from the run seed) and starts it.
     pub fn add_node(&mut self, template: Config) -> HostId {
         let h = self.push_host(HostState::Running, Some(template));
+        self.start(h);
+        h
+    }
+
+    /// Adds a LAN segment (multicast domain); hosts start on segment 0, which is lossless.
+    pub fn add_segment(&mut self, cfg: SegmentConfig) -> SegmentId {
+        self.net.segments.push(cfg);
+        self.net.segments.len() - 1
+    }
+
+    /// Changes a segment's loss and duplication odds (segment 0 included).
+    pub fn set_segment(&mut self, segment: SegmentId, cfg: SegmentConfig) {
+        self.net.segments[segment] = cfg;
+    }
+
+    /// Adds a host on `segment` running a core built from `template`, and starts it.
+    pub fn add_node_on(&mut self, segment: SegmentId, template: Config) -> HostId {
+        assert!(segment < self.net.segments.len(), "no segment {segment}");
+        let h = self.push_host(HostState::Running, Some(template));
+        self.hosts[h].segment = segment;
         self.start(h);
         h
     }
@@ -196,6 +239,13 @@ impl Sim {
             .bytes(id_len)
             .into();
         config.seed = derive(seed, &[2, h as u64, inc]);
+        if let Some(mdns) = config.mdns.as_mut() {
+            // Each incarnation its own token secret and round jitter, and its LAN address.
+            let mut rng = SimRng::new(derive(seed, &[3, h as u64, inc]));
+            mdns.secret.copy_from_slice(&rng.bytes(32));
+            mdns.seed = rng.next_u64();
+            mdns.local_ip = Some(host.ip);
+        }
         let mut core = Swarm::new(config).expect("invalid node configuration");
         core.handle_input(self.now, Input::Listening { port: host.port });
         let check = NodeCheck::new(&core, self.cfg.strict_total);
@@ -343,6 +393,12 @@ impl Sim {
         match ev {
             Ev::Packet { pipe, to, packet } => self.deliver(pipe, to, packet)?,
             Ev::Timer { host, gen } => self.fire_timer(host, gen)?,
+            Ev::Datagram {
+                host,
+                socket,
+                from,
+                data,
+            } => self.on_datagram(host, socket, from, data)?,
             Ev::Action(action) => self.apply(action)?,
         }
         Ok(true)
@@ -431,6 +487,20 @@ impl Sim {
                 self.sim_line(format!("disconnect n{h} c{}", conn.0));
                 self.disconnect(h, conn)
             }
+            Action::Join {
+                host,
+                topic,
+                announce,
+            } => {
+                self.sim_line(format!("join n{host} announce={announce}"));
+                self.with_core(host, |core, now| core.join(now, topic, announce))
+            }
+            Action::Leave { host, topic } => {
+                self.sim_line(format!("leave n{host}"));
+                self.with_core(host, |core, _| {
+                    core.leave(&topic);
+                })
+            }
             Action::Poke { host } => {
                 self.sim_line(format!("poke n{host}"));
                 self.with_core(host, |core, now| core.handle_timeout(now))
@@ -454,6 +524,11 @@ impl Sim {
         node.armed = None;
         node.core.handle_timeout(now);
         self.after(h)
+    }
+
+    /// Records a named instant for the report.
+    pub fn mark(&mut self, name: &'static str, at: Instant) {
+        self.marks.push((name, at));
     }
 
     fn node_mut(&mut self, h: HostId) -> &mut Node {
