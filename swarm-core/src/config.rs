@@ -69,6 +69,10 @@ pub struct Config {
     pub dht_interval: Option<Duration>,
     /// Multicast DNS discovery (dns-discovery on the LAN), if on.
     pub mdns: Option<crate::mdns::MdnsConfig>,
+    /// How a topic becomes its discovery key (discovery-channel's `hash` option): SHA-1 (the
+    /// default), the raw topic bytes, or a caller's function; truncated to 20 bytes. Used by
+    /// mDNS (the DNS name) and the DHT (the info-hash, zero-padded).
+    pub topic_hash: crate::mdns::KeyHash,
     /// How long a completed dial to a peer found by mDNS waits for that peer's crossing dial
     /// when the peer's would win, so the pair is reported once (0 = never wait).
     pub crossing_grace: Duration,
@@ -122,6 +126,7 @@ impl Config {
             dht: None,
             dht_interval: None,
             mdns: None,
+            topic_hash: crate::mdns::KeyHash::Sha1,
             crossing_grace: Duration::from_millis(500),
             seed,
         }

@@ -438,3 +438,37 @@ fn join_without_discovery_reports_joined_at_once() {
     s.join(at(1), &b"topic"[..], false);
     assert_eq!(names(&drain(&mut s)), ["joined"]);
 }
+
+#[test]
+fn raw_topic_hash_keys_both_mdns_and_the_dht() {
+    let bootstrap: SocketAddr = "127.0.0.1:6881".parse().unwrap();
+    let mut s = swarm(|mut c| {
+        c.topic_hash = swarm_core::mdns::KeyHash::Raw;
+        c.with_mdns().with_dht(vec![bootstrap])
+    });
+    s.handle_input(at(0), Input::Listening { port: 7001 });
+    s.join(at(1), &b"abc"[..], false);
+    let out = drain(&mut s);
+    let sent = |socket| -> Vec<Bytes> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Transmit {
+                    socket: s, data, ..
+                } if *s == socket => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    // mDNS: the DNS name is the hex of the raw key, "abc" -> 616263.
+    assert!(sent(swarm_core::UdpSocket::Mdns)
+        .iter()
+        .any(|d| contains(d, b"616263")));
+    // DHT: the get_peers info-hash is the raw key, zero-padded to 20 bytes.
+    let mut info_hash = b"12:info_hash20:abc".to_vec();
+    info_hash.extend_from_slice(&[0u8; 17]);
+    let info_hash = &info_hash[3..];
+    assert!(sent(swarm_core::UdpSocket::Swarm)
+        .iter()
+        .any(|d| contains(d, info_hash)));
+}

@@ -16,7 +16,8 @@ const DHT_JITTER_MS: u64 = 300_000;
 #[derive(Debug)]
 pub(super) struct Topic {
     pub(super) announce: bool,
-    pub(super) info_hash: NodeId,
+    /// The topic's key as a DHT info-hash; `None` when the key is empty (no DHT for it).
+    pub(super) info_hash: Option<NodeId>,
     /// When the next DHT round is due, if one is scheduled.
     pub(super) next_dht_round: Option<Instant>,
     /// First round still running: mDNS's, and the DHT's (its lookup).
@@ -28,8 +29,15 @@ pub(super) struct Topic {
 
 impl Swarm {
     pub(super) fn join_topic(&mut self, now: Instant, topic: Bytes, announce: bool) {
-        let info_hash = NodeId::sha1(&topic);
-        self.topic_by_hash.insert(info_hash, topic.clone());
+        let info_hash = self.config.topic_hash.key(&topic).map(|key| {
+            // Keys are at most 20 bytes; a shorter raw key is zero-padded to an info-hash.
+            let mut id = [0u8; 20];
+            id[..key.len()].copy_from_slice(&key);
+            NodeId(id)
+        });
+        if let Some(hash) = info_hash {
+            self.topic_by_hash.insert(hash, topic.clone());
+        }
         let entry = self.topics.entry(topic.clone()).or_insert(Topic {
             announce,
             info_hash,
@@ -56,7 +64,9 @@ impl Swarm {
         let Some(left) = self.topics.remove(topic) else {
             return false;
         };
-        self.topic_by_hash.remove(&left.info_hash);
+        if let Some(hash) = left.info_hash {
+            self.topic_by_hash.remove(&hash);
+        }
         if let Some(mdns) = self.mdns.as_mut() {
             mdns.leave(topic);
         }
@@ -116,9 +126,9 @@ impl Swarm {
         };
         let state = self.topics.get_mut(&topic)?;
         let lookup = if state.announce {
-            dht.announce(now, state.info_hash, port, false)
+            dht.announce(now, state.info_hash?, port, false)
         } else {
-            dht.get_peers(now, state.info_hash)
+            dht.get_peers(now, state.info_hash?)
         };
         let interval = match self.config.dht_interval {
             Some(fixed) => fixed,

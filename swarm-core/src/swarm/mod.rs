@@ -181,7 +181,10 @@ impl Swarm {
             .dht
             .clone()
             .map(|dht| crate::dht::DhtNode::new(dht, Instant::ZERO));
-        let mdns = config.mdns.clone().map(crate::mdns::MdnsDiscovery::new);
+        let mdns = config.mdns.clone().map(|mut mdns| {
+            mdns.hash = config.topic_hash.clone();
+            crate::mdns::MdnsDiscovery::new(mdns)
+        });
         Ok(Swarm {
             handshake_bytes: encode_handshake(&config.id),
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
