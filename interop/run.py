@@ -3,10 +3,9 @@
 
     interop/run [SCENARIO...]        # builds, then runs this file inside scripts/isolate
 
-Scenarios: rust-dials-node, node-dials-rust, crossed, hostile-input. Prints `PASS name` or
+Scenarios: see SCENARIOS at the end (TCP, hostile input, DHT, mDNS pair and mesh). Prints `PASS name` or
 `FAIL name: reason` per scenario (details on stderr) and ends with `N passed, M failed`.
-Environment: SWARM_BIN overrides the command under test (default target/release/discovery-swarm),
-e.g. SWARM_BIN="node interop/node/mock-cli.js" to check the suite itself against Node;
+Environment: SWARM_BIN overrides the command under test (default target/release/discovery-swarm);
 SWARM_RUST_ARGS adds arguments to every Rust invocation; SWARM_INTEROP_LOGS sets the directory
 where each scenario's child output is kept (default /tmp/swarm-interop-logs).
 """

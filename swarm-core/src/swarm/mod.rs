@@ -500,14 +500,4 @@ impl Swarm {
         tracing::debug!(event = event.name(), "swarm event");
         self.outputs.push_back(Output::Event(event));
     }
-
-    /// Peer info for tests and the simulator.
-    #[doc(hidden)]
-    pub fn peer_info(&self, topic: Option<&[u8]>, addr: SocketAddr) -> Option<PeerInfo> {
-        let key = PeerKey {
-            addr: normalize_addr(addr),
-            topic: topic.map(Bytes::copy_from_slice),
-        };
-        self.peers.get(&key).map(|_| self.peers.info(&key))
-    }
 }
