@@ -8,9 +8,7 @@ mod discovery;
 
 use crate::config::{Config, ConfigError};
 use crate::dedup::Side;
-use crate::event::{
-    BanReason, ConnInfo, Event, PeerInfo, PeerSource, RejectReason, Stats, Transport,
-};
+use crate::event::{BanReason, ConnInfo, Event, PeerSource, RejectReason, Stats, Transport};
 use crate::handshake::encode_handshake;
 use crate::peer::{normalize_addr, PeerKey, PeerTable};
 use crate::registry::Registry;
