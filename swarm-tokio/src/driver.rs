@@ -472,20 +472,20 @@ impl Driver {
                 Output::Event(event) => self.on_event(event),
             }
         }
-        let held: Vec<ConnId> = self.held.keys().copied().collect();
-        for conn in held {
-            if self.core.wants_read(conn) || self.held[&conn].unsent.has_remaining() {
-                let Some(hs) = self.held.remove(&conn) else {
-                    continue;
-                };
-                let (cancel, cancelled) = oneshot::channel();
-                if let Some(live) = self.live.get_mut(&conn) {
-                    live.owner = Owner::Future(cancel);
-                }
-                let reading = self.core.wants_read(conn);
-                self.readiness
-                    .push(Box::pin(wait_ready(conn, hs, reading, cancelled)));
+        // Sockets still handshaking (or flushing) go back to a readiness future; the rest
+        // stay parked while the core defers them.
+        let core = &self.core;
+        let rearm = self
+            .held
+            .extract_if(|conn, hs| core.wants_read(*conn) || hs.unsent.has_remaining());
+        for (conn, hs) in rearm {
+            let (cancel, cancelled) = oneshot::channel();
+            if let Some(live) = self.live.get_mut(&conn) {
+                live.owner = Owner::Future(cancel);
             }
+            let reading = core.wants_read(conn);
+            self.readiness
+                .push(Box::pin(wait_ready(conn, hs, reading, cancelled)));
         }
         let counters = &self.counters;
         counters.connected.store(self.core.connected(), Relaxed);
