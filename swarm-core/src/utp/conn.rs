@@ -31,6 +31,8 @@ const KEEPALIVE: Duration = Duration::from_secs(29);
 const SYN_RECV_TIMEOUT: Duration = Duration::from_secs(10);
 /// Peer advertised a zero window: probe after this long.
 const ZERO_WINDOW_PROBE: Duration = Duration::from_secs(15);
+/// In-order bytes taken beyond a full receive buffer (zero-window probes): bounded memory.
+const PROBE_SLACK: usize = 64 * 1024;
 /// Consecutive RTOs before giving up: SYN at ~21 s (3, 9, 21), data at the 5th.
 const SYN_TIMEOUTS: u32 = 3;
 const DATA_TIMEOUTS: u32 = 5;
@@ -445,6 +447,8 @@ impl Conn {
     fn set_peer_wnd(&mut self, now: Instant, wnd: usize) {
         self.peer_wnd = wnd;
         if wnd == 0 {
+            // The peer is alive, only full: an unacked probe is not a dead link.
+            self.timeouts = 0;
             self.zero_wnd_since.get_or_insert(now);
         } else {
             self.zero_wnd_since = None;
@@ -496,7 +500,7 @@ impl Conn {
             assert_eq!(self.cur_window, window, "cur_window");
             assert_eq!(self.resend_pending, resend, "resend_pending");
             assert!(self.flight.len() <= MAX_FLIGHT + 1);
-            assert!(self.readable_len + self.reorder_bytes <= RECV_BUF);
+            assert!(self.readable_len + self.reorder_bytes <= RECV_BUF + PROBE_SLACK);
         }
     }
 
@@ -558,8 +562,13 @@ impl Conn {
             return;
         }
         self.ack_needed = true;
-        // Backpressure: data that does not fit the buffer is dropped unacked.
-        if payload.len() > self.recv_window() {
+        // Backpressure: data that does not fit the buffer is dropped unacked. The next
+        // in-order packet may overshoot by a little: a zero-window probe that is acked
+        // keeps libutp, which never resets its timeout count for a live peer that only
+        // advertises a zero window, from giving the connection up.
+        let buffered = self.readable_len + self.reorder_bytes;
+        let probe = off == 0 && buffered + payload.len() <= RECV_BUF + PROBE_SLACK;
+        if payload.len() > self.recv_window() && !probe {
             return;
         }
         if ty == PacketType::Fin {
