@@ -753,6 +753,12 @@ impl Conn {
             self.ack_needed = false;
             return Some(self.emit(now, PacketType::State, self.seq_nr, self.ack_nr, None, &[]));
         }
+        // Like libutp's acceptor, no data before the initiator's first packet: a libutp
+        // initiator that got our data ahead of the reordered ST_STATE would reset its ack_nr
+        // behind it on that STATE and stall.
+        if self.state == State::SynRecv {
+            return None;
+        }
         // 2. New data, cut to at most one packet's payload.
         if self.flight.len() < MAX_FLIGHT && !self.pending.is_empty() {
             let mut n = self.pending.len().min(MAX_PAYLOAD);

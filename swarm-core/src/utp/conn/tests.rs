@@ -96,6 +96,11 @@ fn rule_initiator_acks_y_minus_1_until_data_and_sends_first_data_at_x_plus_1() {
 fn rule_acceptor_first_data_carries_the_syn_ack_seq_y() {
     let (mut a, mut b) = pair();
     b.write(b"first");
+    assert!(drain(&mut b, t(3)).is_empty(), "no data in SYN_RECV");
+    // The initiator's confirmation connects the acceptor.
+    for p in drain(&mut a, t(3)) {
+        b.handle_packet(t(3), &p);
+    }
     let d = drain(&mut b, t(3));
     let p = parse(&d[0]);
     assert_eq!((p.ty, p.seq_nr, p.ack_nr), (PacketType::Data, Y, X));
@@ -130,6 +135,9 @@ fn rule_packet_with_seq_outside_window_is_dropped_including_its_ack() {
 #[test]
 fn rule_ack_for_unsent_data_drops_the_packet() {
     let (mut a, mut b) = pair();
+    for p in drain(&mut a, t(2)) {
+        b.handle_packet(t(2), &p);
+    }
     b.write(b"data");
     let d = drain(&mut b, t(3));
     let mut forged = d[0].to_vec();
