@@ -140,7 +140,8 @@ impl Swarm {
     pub(super) fn close_transport(&mut self, conn: ConnId) {
         if let Some(utp) = self.utp.as_mut() {
             if let Some(handle) = utp.unbind(conn) {
-                utp.socket.close(handle);
+                let now = utp.now;
+                utp.socket.close_detached(now, handle);
                 return;
             }
         }
