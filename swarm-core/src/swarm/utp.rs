@@ -136,7 +136,8 @@ impl Swarm {
     }
 
     /// The core is done with `conn`: a uTP stream gets a graceful close (FIN after queued
-    /// data, nothing if not yet established) and is forgotten; TCP goes to the driver.
+    /// data, nothing if not yet established; later data discarded; gone once the peer
+    /// finishes too, or after 30 s) and is forgotten; TCP goes to the driver.
     pub(super) fn close_transport(&mut self, conn: ConnId) {
         if let Some(utp) = self.utp.as_mut() {
             if let Some(handle) = utp.unbind(conn) {
@@ -225,10 +226,7 @@ impl Swarm {
             .as_ref()
             .and_then(|u| u.owners.get(&handle).copied())
         else {
-            // Released by the core or the application: drop whatever still arrives.
-            if matches!(event, UtpEvent::Readable(_)) {
-                self.discard_unowned(handle);
-            }
+            // Detached and released connections report nothing; ignore any stragglers.
             return;
         };
         match event {
@@ -341,14 +339,6 @@ impl Swarm {
                 utp.socket.release(handle);
             }
         }
-    }
-
-    fn discard_unowned(&mut self, handle: ConnHandle) {
-        let Some(utp) = self.utp.as_mut() else {
-            return;
-        };
-        let mut buf = [0u8; HANDSHAKE_CHUNK];
-        while utp.socket.read(handle, &mut buf) > 0 {}
     }
 
     /// Releases a stream the core already forgot (ended by the network). Returns whether
