@@ -66,7 +66,11 @@ struct Net {
     queue: BTreeMap<(Instant, u64), Ev>,
     seq: u64,
     delay: Duration,
-    tcp: TcpModel,
+    /// How each node's TCP dials fare.
+    tcp: Vec<TcpModel>,
+    /// Chance that a datagram is lost, from a seeded generator.
+    loss: f64,
+    rng: u64,
     /// TCP pipes: (node, conn) -> (node, conn).
     pipes: HashMap<(usize, ConnId), (usize, ConnId)>,
     datagrams: u64,
@@ -75,6 +79,7 @@ struct Net {
 impl Net {
     fn new(configs: Vec<Config>, delay: Duration, tcp: TcpModel) -> Self {
         let now = Instant::from_micros(1_000_000);
+        let tcp = vec![tcp; configs.len()];
         let mut net = Net {
             nodes: configs
                 .into_iter()
@@ -90,6 +95,8 @@ impl Net {
             seq: 0,
             delay,
             tcp,
+            loss: 0.0,
+            rng: 0x1234_5678,
             pipes: HashMap::new(),
             datagrams: 0,
         };
@@ -128,6 +135,15 @@ impl Net {
                 } => {
                     assert!(data.len() <= 1400 + 2, "datagram of {} bytes", data.len());
                     self.datagrams += 1;
+                    // SplitMix64 step: deterministic loss.
+                    self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    let mut z = self.rng;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                    let lost = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 <= self.loss;
+                    if lost {
+                        continue;
+                    }
                     if let Some(to) = self.node_of(to) {
                         let at = self.now + self.delay;
                         let from = addr(i);
@@ -141,7 +157,8 @@ impl Net {
                     transport,
                 } => {
                     assert_eq!(transport, Transport::Tcp, "uTP is dialled by the core");
-                    if let (TcpModel::ConnectAfter(d), Some(target)) = (self.tcp, self.node_of(to))
+                    if let (TcpModel::ConnectAfter(d), Some(target)) =
+                        (self.tcp[i], self.node_of(to))
                     {
                         let at = self.now + d;
                         self.push(
@@ -736,4 +753,46 @@ fn an_inbound_syn_is_a_handshaking_connection_at_once() {
     // Nobody follows up: the 5 s handshake timer ends it.
     s.handle_timeout(now + Duration::from_secs(6));
     assert_eq!(s.connecting(), 0);
+}
+
+#[test]
+fn the_duplicate_rule_keeps_tcp_over_utp_between_the_same_peers() {
+    let configs = vec![config(0, true, true), config(1, true, true)];
+    let mut net = Net::new(configs, Duration::from_millis(10), TcpModel::Silent);
+    // Node 0's TCP dials connect; node 1's never do, so its dial ends up on uTP.
+    net.tcp[0] = TcpModel::ConnectAfter(Duration::from_millis(5));
+    net.add_peer(0, 1);
+    net.run_until(Duration::from_secs(2), |_| false);
+    net.add_peer(1, 0);
+    net.run_until(Duration::from_secs(10), |_| false);
+    for i in 0..2 {
+        assert_eq!(net.nodes[i].swarm.connected(), 1, "node {i}");
+        let live: Vec<_> = net
+            .connections(i)
+            .into_iter()
+            .filter(|c| net.nodes[i].swarm.conn_info(c.0).is_some())
+            .collect();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].1, Transport::Tcp, "node {i} kept TCP");
+    }
+    // Node 1's uTP connection completed its handshake and lost to the registered TCP one
+    // before any `connection` was reported for it.
+    let lost = net.nodes[1].events.iter().any(|(_, e)| {
+        matches!(e, Event::RedundantConnection { info, .. }
+            if info.transport == Transport::Utp && info.initiator)
+    });
+    assert!(lost, "node 1's uTP dial was resolved by the rule");
+}
+
+#[test]
+fn utp_only_swarms_connect_and_transfer_under_loss_across_seeds() {
+    for seed in 0..10u64 {
+        let mut net = Net::utp_only(2);
+        net.loss = 0.05;
+        net.rng = seed;
+        let (a, b) = connect_pair(&mut net);
+        let data = pattern(256 * 1024, seed as u8);
+        let got = transfer(&mut net, (0, a), (1, b), &data);
+        assert!(got == data, "seed {seed}: corrupted");
+    }
 }
