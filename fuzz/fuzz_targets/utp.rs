@@ -44,7 +44,7 @@ impl H {
         for to_b in [true, false] {
             let s = if to_b { &mut self.a } else { &mut self.b };
             while let Some((_, d)) = s.poll_transmit(self.now) {
-                assert!(d.len() <= 1402);
+                assert!(d.len() <= 1400);
                 if self.wire.len() < 4096 {
                     self.wire.push((to_b, d.to_vec()));
                 }

@@ -47,7 +47,7 @@ impl H {
                         to,
                         data,
                     } => {
-                        assert!(data.len() <= 1402, "datagram of {} bytes", data.len());
+                        assert!(data.len() <= 1400, "datagram of {} bytes", data.len());
                         let to = usize::from(to == addr(2));
                         if self.wire.len() < 4096 {
                             self.wire.push((to, data.to_vec()));

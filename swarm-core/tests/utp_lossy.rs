@@ -97,7 +97,7 @@ impl Link {
                 let Some((_, data)) = sock.poll_transmit(self.now) else {
                     break;
                 };
-                assert!(data.len() <= 1402);
+                assert!(data.len() <= 1400);
                 self.datagrams += 1;
                 if self.rng.chance(self.faults.spike_chance) {
                     self.spike_until = self.now + self.faults.spike_len;

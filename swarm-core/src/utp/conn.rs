@@ -12,8 +12,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use core::time::Duration;
 use std::collections::VecDeque;
 
-/// Largest UDP payload we send (libutp's 1402: 1500 minus IP/UDP/tunnel overheads).
-pub const MAX_PACKET: usize = 1402;
+/// Largest UDP payload we send: 1,400 bytes (issue 5), two under libutp's 1402 (1500 minus
+/// IP/UDP/tunnel overheads); libutp takes datagrams of any size up to 64 KiB.
+pub const MAX_PACKET: usize = 1400;
 /// Largest data payload per packet.
 pub const MAX_PAYLOAD: usize = MAX_PACKET - 20;
 /// libutp accepts data at most this many packets ahead of its `ack_nr`.

@@ -180,7 +180,7 @@ fn rule_every_sent_seq_stays_within_the_receivers_reorder_window() {
 }
 
 #[test]
-fn packets_fit_the_1402_byte_udp_payload() {
+fn packets_fit_a_1400_byte_udp_payload() {
     let (mut a, mut b) = pair();
     a.cc.cwnd = 1 << 20;
     assert_eq!(a.write(&vec![7u8; 100_000]), 100_000);
