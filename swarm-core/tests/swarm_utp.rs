@@ -7,7 +7,7 @@ mod net;
 
 use net::*;
 use std::time::Duration;
-use swarm_core::{Config, Event, StreamError, Transport};
+use swarm_core::{Config, ConnId, Event, HandshakeMode, StreamError, Transport};
 
 #[test]
 fn utp_only_swarms_connect_and_exchange_data_both_ways() {
@@ -279,4 +279,49 @@ fn utp_only_swarms_connect_and_transfer_under_loss_across_seeds() {
         let got = transfer(&mut net, (0, a), (1, b), &data);
         assert!(got == data, "seed {seed}: corrupted");
     }
+}
+
+#[test]
+fn an_external_handshake_runs_over_the_utp_stream() {
+    let configs = (0..2)
+        .map(|i| config(i, false, true).with_handshake(HandshakeMode::External))
+        .collect();
+    let mut net = Net::new(configs, Duration::from_millis(10), TcpModel::Silent);
+    net.add_peer(0, 1);
+    // The application's protocol: each side sends its id, 32 bytes, then reports it.
+    let mut ids: [Option<ConnId>; 2] = [None, None];
+    let mut sent = [false; 2];
+    let mut got: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let done = net.run_until(Duration::from_secs(10), |n| {
+        for i in 0..2 {
+            if ids[i].is_none() {
+                ids[i] = n.nodes[i].events.iter().find_map(|(_, e)| match e {
+                    Event::Handshaking { conn, .. } => Some(*conn),
+                    _ => None,
+                });
+            }
+            let Some(c) = ids[i] else { continue };
+            if !sent[i] {
+                sent[i] = n.write(i, c, &id(i)).is_ok();
+            }
+            if got[i].len() < 32 {
+                let mut buf = [0u8; 64];
+                if let Ok(k) = n.read(i, c, &mut buf) {
+                    got[i].extend_from_slice(&buf[..k]);
+                }
+                if got[i].len() >= 32 {
+                    let now = n.now;
+                    n.nodes[i]
+                        .swarm
+                        .complete_handshake(now, c, &got[i][..32], None)
+                        .unwrap();
+                    n.drain(i);
+                }
+            }
+        }
+        !n.connections(0).is_empty() && !n.connections(1).is_empty()
+    });
+    assert!(done, "external handshake over uTP did not complete");
+    assert_eq!(got[0], id(1));
+    assert_eq!(got[1], id(0));
 }

@@ -110,8 +110,7 @@ impl Swarm {
             self.send_transport(conn, self.handshake_bytes.clone());
         }
         self.arm(deadline, Timer::Handshake(conn));
-        // A uTP peer may have sent its handshake while our dial still raced TCP.
-        self.feed_utp_handshake(now, conn);
+        self.utp_handshake_begun(now, conn);
     }
 
     pub(super) fn on_received(&mut self, now: Instant, conn: ConnId, data: &[u8]) {

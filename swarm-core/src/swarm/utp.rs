@@ -22,6 +22,8 @@
 //!   comes first), then wait for `StreamReadable`; after a short or refused write wait for
 //!   `StreamWritable`. Both are also given when the connection ends, so a waiting reader or
 //!   writer wakes up to see it.
+//! * With [`HandshakeMode::External`] the stream is the application's from
+//!   `Event::Handshaking` on (both notices are given then), for its own handshake.
 //! * Closing matches TCP: [`Swarm::disconnect`] is the application's close (`CloseCause::Local`,
 //!   never redialled; the FIN follows the queued data). A connection the network ends
 //!   (both FINs exchanged, reset, timeout) is reported as `ConnectionClosed` like a remote
@@ -30,6 +32,7 @@
 
 use super::conn::ConnState;
 use super::*;
+use crate::config::HandshakeMode;
 use crate::utp::conn::CloseReason;
 use crate::utp::header::looks_like_utp;
 use crate::utp::socket::{ConnHandle, UtpConfig, UtpEvent};
@@ -267,12 +270,16 @@ impl Swarm {
         }
     }
 
-    /// Whether the application holds `conn` (its `connection` was reported).
+    /// Whether the application holds `conn`: after its `connection`, while its own
+    /// handshake runs ([`HandshakeMode::External`]), and after the network ended it.
     fn app_owns(&self, conn: ConnId) -> bool {
-        matches!(
-            self.conns.get(&conn).map(|c| &c.state),
-            Some(ConnState::Established) | None
-        )
+        let external = self.config.handshake == HandshakeMode::External;
+        match self.conns.get(&conn).map(|c| &c.state) {
+            None | Some(ConnState::Established) => true,
+            Some(ConnState::Dialing(_)) => false,
+            Some(ConnState::Handshaking(h)) => h.decoder.is_none(),
+            Some(ConnState::Settling(_) | ConnState::Deferred(_)) => external,
+        }
     }
 
     fn on_utp_readable(&mut self, now: Instant, conn: ConnId, handle: ConnHandle) {
@@ -283,9 +290,17 @@ impl Swarm {
         self.feed_handshake(now, conn, handle);
     }
 
-    /// Reads what a uTP stream already holds into its handshake, if it has one.
-    pub(super) fn feed_utp_handshake(&mut self, now: Instant, conn: ConnId) {
-        if let Some(handle) = self.utp_handle(conn) {
+    /// A uTP stream's handshake began: the built-in one reads what the peer already sent
+    /// (it may have arrived while our dial still raced TCP); an external one is the
+    /// application's to run, so it hears that it may write and read.
+    pub(super) fn utp_handshake_begun(&mut self, now: Instant, conn: ConnId) {
+        let Some(handle) = self.utp_handle(conn) else {
+            return;
+        };
+        if self.app_owns(conn) {
+            self.outputs.push_back(Output::StreamWritable(conn));
+            self.outputs.push_back(Output::StreamReadable(conn));
+        } else {
             self.feed_handshake(now, conn, handle);
         }
     }
@@ -358,7 +373,8 @@ impl Swarm {
 
     fn app_stream(&self, conn: ConnId) -> Result<(ConnHandle, Option<CloseReason>), StreamError> {
         if !self.app_owns(conn) {
-            return Err(StreamError::Closed);
+            // The core still reads it (its handshake) or decides on it: not yet.
+            return Err(StreamError::WouldBlock);
         }
         let utp = self.utp.as_ref().ok_or(StreamError::Closed)?;
         let stream = utp.streams.get(&conn).ok_or(StreamError::Closed)?;
