@@ -325,3 +325,20 @@ fn an_external_handshake_runs_over_the_utp_stream() {
     assert_eq!(got[0], id(1));
     assert_eq!(got[1], id(0));
 }
+
+#[test]
+fn an_idle_utp_connection_stays_up_for_ten_minutes() {
+    let mut net = Net::utp_only(2);
+    let (a, b) = connect_pair(&mut net);
+    let before = net.datagrams;
+    net.run_until(Duration::from_secs(600), |_| false);
+    for i in 0..2 {
+        assert_eq!(net.event_count(i, "connection-closed"), 0, "node {i}");
+        assert_eq!(net.nodes[i].swarm.connected(), 1);
+    }
+    // Keep-alives every 29 s each way, not a flood.
+    let keepalives = net.datagrams - before;
+    assert!((20..=100).contains(&keepalives), "{keepalives} datagrams");
+    let got = transfer(&mut net, (0, a), (1, b), b"still here");
+    assert_eq!(got, b"still here");
+}
