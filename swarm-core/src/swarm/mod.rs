@@ -266,8 +266,8 @@ impl Swarm {
     /// The next output, if any. New outputs appear after any `handle_*` call or command.
     pub fn poll_output(&mut self) -> Option<Output> {
         if self.outputs.is_empty() && self.utp.is_some() {
-            // uTP output of commands (a dial, a close) that had no later input to carry it.
-            self.pump_utp();
+            // uTP datagrams go last, after the whole batch of inputs and commands.
+            self.flush_utp();
         }
         self.outputs.pop_front()
     }

@@ -191,7 +191,9 @@ impl Swarm {
         self.pump_utp();
     }
 
-    /// Turns the socket's events into swarm transitions and its datagrams into outputs.
+    /// Turns the socket's events into swarm transitions. Its datagrams are pulled only when
+    /// the driver has taken every other output ([`Swarm::poll_output`]), so a batch of
+    /// inputs is acked together (libutp's deferred acks) rather than one ack per datagram.
     pub(super) fn pump_utp(&mut self) {
         loop {
             let Some(utp) = self.utp.as_mut() else {
@@ -203,6 +205,11 @@ impl Swarm {
             };
             self.on_utp_event(now, event);
         }
+    }
+
+    /// Moves the socket's pending datagrams to the outputs.
+    pub(super) fn flush_utp(&mut self) {
+        self.pump_utp();
         let Some(utp) = self.utp.as_mut() else {
             return;
         };
@@ -396,7 +403,7 @@ impl Swarm {
         utp.now = utp.now.max(now);
         let n = utp.socket.read(handle, buf);
         let eof = utp.socket.conn(handle).is_some_and(|c| c.is_eof());
-        // Reading may reopen the window: the update goes out now.
+        // Reading may reopen the window: the update goes out with the next outputs.
         self.pump_utp();
         match (n, ended) {
             (n, _) if n > 0 || buf.is_empty() => Ok(n),
