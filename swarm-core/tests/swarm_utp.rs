@@ -134,6 +134,7 @@ fn half_close_delivers_eof_and_the_other_direction_goes_on() {
     assert!(eof, "no end of stream");
     assert!(got == request);
     // Writing after our own shutdown is refused; the peer can still answer.
+    assert_eq!(net.write(0, a, b"more"), Err(StreamError::Closed));
     let reply = transfer(&mut net, (1, b), (0, a), b"reply after the half-close");
     assert_eq!(reply, b"reply after the half-close");
     let now = net.now;

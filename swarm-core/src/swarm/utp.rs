@@ -429,6 +429,14 @@ impl Swarm {
             return Err(StreamError::Closed);
         };
         utp.now = utp.now.max(now);
+        if utp
+            .socket
+            .conn(handle)
+            .map_or(true, |c| c.is_write_closed())
+        {
+            // After our own shutdown, like a write to a shut-down TCP socket.
+            return Err(StreamError::Closed);
+        }
         let n = utp.socket.write(handle, data);
         self.pump_utp();
         if n == 0 && !data.is_empty() {
@@ -449,8 +457,8 @@ impl Swarm {
         Ok(())
     }
 
-    /// Bytes a uTP connection holds (received but unread, queued but unacked); for tests and
-    /// memory accounting.
+    /// Heap bytes a uTP connection holds (its buffers' capacity: received but unread,
+    /// queued but unacked); for tests and memory accounting.
     pub fn stream_buffered(&self, conn: ConnId) -> Option<usize> {
         let utp = self.utp.as_ref()?;
         let stream = utp.streams.get(&conn)?;

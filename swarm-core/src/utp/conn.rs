@@ -271,6 +271,11 @@ impl Conn {
         self.eof
     }
     /// Bytes `write` would accept now.
+    /// Our side is closed (`close` was called, or the connection ended): writes take nothing.
+    pub fn is_write_closed(&self) -> bool {
+        self.close_requested || self.is_closed()
+    }
+
     pub fn send_capacity(&self) -> usize {
         if self.close_requested || self.is_closed() {
             return 0;
