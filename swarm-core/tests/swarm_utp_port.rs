@@ -120,3 +120,23 @@ fn an_inbound_syn_is_a_handshaking_connection_at_once() {
     s.handle_timeout(now + Duration::from_secs(6));
     assert_eq!(s.connecting(), 0);
 }
+
+#[test]
+fn a_syn_flood_holds_at_most_the_half_open_cap_and_drains() {
+    let (mut s, now) = utp_swarm_with_dht();
+    for i in 0..10_000u32 {
+        let from = SocketAddr::from(([10, 9, (i >> 8) as u8, i as u8], 5000));
+        let mut syn = vec![0x41, 0];
+        syn.extend_from_slice(&(i as u16).to_be_bytes());
+        syn.extend_from_slice(&[0; 12]);
+        syn.extend_from_slice(&[0, 1, 0, 0]);
+        datagram(&mut s, now, from, &syn);
+    }
+    // One small state per admitted SYN, capped; the rest dropped silently.
+    assert!(s.connecting() <= 64, "{} half-open", s.connecting());
+    let answers = transmits(&mut s).len();
+    assert!(answers <= 64 + 8, "{answers} datagrams for 10,000 SYNs");
+    // Nobody follows up: every one goes at its handshake timeout.
+    s.handle_timeout(now + Duration::from_secs(11));
+    assert_eq!(s.connecting(), 0);
+}
