@@ -79,6 +79,7 @@ pub enum Input<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Open a transport connection to `addr`; answer with `Connected` or `DialFailed`.
+    /// Only TCP when the core runs uTP itself (`Config::utp_in_core`).
     Dial {
         conn: ConnId,
         addr: SocketAddr,
