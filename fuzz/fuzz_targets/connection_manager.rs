@@ -212,6 +212,7 @@ impl Harness {
                 }
                 Output::Event(event) => self.event(event),
                 Output::Transmit { .. } => {}
+                Output::StreamReadable(_) | Output::StreamWritable(_) => {}
             }
         }
     }

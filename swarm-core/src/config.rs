@@ -47,6 +47,10 @@ pub struct Config {
     pub tcp: bool,
     /// Dial over uTP.
     pub utp: bool,
+    /// With `utp`: the core runs uTP itself over [`crate::UdpSocket::Swarm`] (dials,
+    /// accepts, streams; the driver only moves datagrams). When false, a uTP dial is an
+    /// `Output::Dial` for a driver that models uTP connections itself (the simulator).
+    pub utp_in_core: bool,
     /// Time a dial may take before it is abandoned.
     pub connect_timeout: Duration,
     /// Time a connection may take to complete its handshake.
@@ -116,6 +120,7 @@ impl Config {
             keep_existing_connections: false,
             tcp: true,
             utp: false,
+            utp_in_core: false,
             connect_timeout: CONNECT_TIMEOUT,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             retry_schedule: RECONNECT_WAIT.to_vec(),

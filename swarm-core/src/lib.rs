@@ -22,6 +22,9 @@
 //!             Output::Close { conn } => { /* close the socket */ }
 //!             Output::Transmit { socket, to, data } => { /* send a datagram */ }
 //!             Output::Event(event) => { /* tell the application */ }
+//!             Output::StreamReadable(conn) | Output::StreamWritable(conn) => {
+//!                 /* wake the application's reader or writer of a uTP stream */
+//!             }
 //!         }
 //!     }
 //!     // 3. Sleep until the next socket event or `swarm.poll_timeout()`.
@@ -31,7 +34,9 @@
 //!
 //! While [`Swarm::wants_read`] is true for a connection the driver passes its bytes in as
 //! [`Input::Received`]; once the core reports [`Event::Connection`], the stream belongs to the
-//! application (prefixed by the event's `early_data`).
+//! application (prefixed by the event's `early_data`). uTP runs inside the core: the driver
+//! only carries the datagrams of [`UdpSocket::Swarm`], and the application reads and writes a
+//! uTP connection through [`Swarm::stream_read`] and friends (see the `swarm::utp` module).
 //!
 //! [discovery-swarm]: https://www.npmjs.com/package/discovery-swarm
 
@@ -61,5 +66,5 @@ pub mod utp;
 pub use config::{Config, ConfigError, HandshakeMode};
 pub use event::{BanReason, ConnInfo, Event, PeerInfo, PeerSource, RejectReason, Stats, Transport};
 pub use handshake::HandshakeError;
-pub use swarm::{CloseCause, CommandError, ConnId, Input, Output, Swarm, UdpSocket};
+pub use swarm::{CloseCause, CommandError, ConnId, Input, Output, StreamError, Swarm, UdpSocket};
 pub use time::Instant;

@@ -470,6 +470,8 @@ impl Driver {
                 Output::Close { conn } => self.close(conn),
                 Output::Transmit { socket, to, data } => self.transmit(socket, to, &data),
                 Output::Event(event) => self.on_event(event),
+                // uTP streams are not exposed by this adapter yet.
+                Output::StreamReadable(_) | Output::StreamWritable(_) => {}
             }
         }
         // Sockets still handshaking (or flushing) go back to a readiness future; the rest

@@ -107,12 +107,10 @@ impl Swarm {
         let info = c.info.clone();
         self.emit(Event::Handshaking { conn, info });
         if builtin {
-            self.outputs.push_back(Output::Send {
-                conn,
-                data: self.handshake_bytes.clone(),
-            });
+            self.send_transport(conn, self.handshake_bytes.clone());
         }
         self.arm(deadline, Timer::Handshake(conn));
+        self.utp_handshake_begun(now, conn);
     }
 
     pub(super) fn on_received(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
@@ -417,7 +415,7 @@ impl Swarm {
         };
         self.remove_conn(conn);
         if tell_driver {
-            self.outputs.push_back(Output::Close { conn });
+            self.close_transport(conn);
         }
         self.total -= 1;
         if was_established {

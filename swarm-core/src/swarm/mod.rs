@@ -5,6 +5,7 @@
 mod conn;
 mod dial;
 mod discovery;
+mod utp;
 
 use crate::config::{Config, ConfigError};
 use crate::dedup::Side;
@@ -23,6 +24,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+pub use utp::StreamError;
 
 /// Handle of one transport connection, chosen by the core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,6 +79,7 @@ pub enum Input<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Open a transport connection to `addr`; answer with `Connected` or `DialFailed`.
+    /// Only TCP when the core runs uTP itself (`Config::utp_in_core`).
     Dial {
         conn: ConnId,
         addr: SocketAddr,
@@ -94,6 +97,11 @@ pub enum Output {
     },
     /// Tell the application.
     Event(Event),
+    /// A uTP stream the application owns has data, end of stream or an error to read
+    /// ([`Swarm::stream_read`]). Edge-triggered: given again only after a read found nothing.
+    StreamReadable(ConnId),
+    /// A uTP stream whose write was short or refused has room again, or ended.
+    StreamWritable(ConnId),
 }
 
 /// Errors of the commands that name a connection.
@@ -161,6 +169,8 @@ pub struct Swarm {
     dht: Option<crate::dht::DhtNode>,
     /// Multicast DNS discovery, when enabled.
     mdns: Option<crate::mdns::MdnsDiscovery>,
+    /// The uTP socket on the swarm port and its streams, when uTP is enabled.
+    utp: Option<utp::UtpState>,
     /// Dials in flight plus connections from `handshaking` until closed (Node's
     /// `totalConnections`).
     total: usize,
@@ -183,6 +193,7 @@ impl Swarm {
             mdns.hash = config.topic_hash.clone();
             crate::mdns::MdnsDiscovery::new(mdns)
         });
+        let utp = (config.utp && config.utp_in_core).then(|| utp::UtpState::new(seed));
         Ok(Swarm {
             handshake_bytes: encode_handshake(&config.id),
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
@@ -199,6 +210,7 @@ impl Swarm {
             topic_by_hash: new_map(seed),
             dht,
             mdns,
+            utp,
             total: 0,
             established: 0,
             next_id: 0,
@@ -254,6 +266,10 @@ impl Swarm {
 
     /// The next output, if any. New outputs appear after any `handle_*` call or command.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() && self.utp.is_some() {
+            // uTP datagrams go last, after the whole batch of inputs and commands.
+            self.flush_utp();
+        }
         self.outputs.pop_front()
     }
 
@@ -262,7 +278,10 @@ impl Swarm {
     /// `handle_*` call or command.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let own = self.timers.first().map(|(at, _)| *at);
-        [own, self.discovery_timeout()].into_iter().flatten().min()
+        [own, self.discovery_timeout(), self.utp_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether the driver should read from `conn` and pass the bytes in as
@@ -281,6 +300,7 @@ impl Swarm {
 
     /// Applies one input.
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        self.utp_tick(now);
         match input {
             Input::Listening { port } => {
                 self.port = Some(port);
@@ -310,6 +330,7 @@ impl Swarm {
             }
             Input::Datagram { socket, from, data } => self.on_datagram(now, socket, from, data),
         }
+        self.pump_utp();
     }
 
     /// Routes a datagram to the protocol that owns it.
@@ -322,6 +343,7 @@ impl Swarm {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.utp_tick(now);
         while self.timers.first().is_some_and(|(at, _)| *at <= now) {
             let Some((_, timer)) = self.timers.pop_first() else {
                 break;
@@ -335,6 +357,7 @@ impl Swarm {
             }
         }
         self.handle_discovery_timeout(now);
+        self.handle_utp_timeout(now);
     }
 
     /// Joins `topic`: discovery announces it if `announce` is set and looks it up either way,
@@ -377,6 +400,19 @@ impl Swarm {
         remote: SocketAddr,
         transport: Transport,
     ) -> Result<ConnId, RejectReason> {
+        let conn = self.admit(now, remote, transport)?;
+        self.begin_handshake(now, conn);
+        Ok(conn)
+    }
+
+    /// The admission half of [`Swarm::accept`]: the connection is held, its handshake not
+    /// begun.
+    fn admit(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        transport: Transport,
+    ) -> Result<ConnId, RejectReason> {
         let remote = normalize_addr(remote);
         let refusal = if !self.whitelisted(remote.ip()) {
             Some(RejectReason::Whitelist)
@@ -412,7 +448,6 @@ impl Swarm {
         );
         self.total += 1;
         self.stats.inbound_accepted += 1;
-        self.begin_handshake(now, conn);
         Ok(conn)
     }
 
@@ -442,11 +477,16 @@ impl Swarm {
 
     /// Closes a connection at the application's request. Not a failure: never redialled.
     pub fn disconnect(&mut self, now: Instant, conn: ConnId) -> Result<(), CommandError> {
+        self.utp_tick(now);
         if !self.conns.contains_key(&conn) {
+            // A uTP stream the network ended, still held for its buffered data.
+            if self.release_ended_stream(conn) {
+                return Ok(());
+            }
             return Err(CommandError::UnknownConnection);
         }
         if matches!(self.conns[&conn].state, ConnState::Dialing(_)) {
-            self.outputs.push_back(Output::Close { conn });
+            self.close_transport(conn);
             self.on_dial_closed(now, conn);
         } else {
             self.close(now, conn, CloseCause::Local, true);

@@ -67,6 +67,8 @@ const RST_INTERVAL: Duration = Duration::from_secs(10);
 /// A cleanly closed connection stays routable this long, so a FIN resent because our ack
 /// was lost is acked again instead of reset.
 const LINGER: Duration = Duration::from_secs(10);
+/// A detached connection whose peer never finishes its side is forgotten after this long.
+const DETACH_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Entry {
     addr: SocketAddr,
@@ -78,6 +80,9 @@ struct Entry {
     half_open: bool,
     /// Routable until then after a clean close.
     linger_until: Option<Instant>,
+    /// Closed by an owner that no longer watches it (`close_detached`): incoming data is
+    /// discarded, no events, and it is forgotten at this instant at the latest.
+    detached_until: Option<Instant>,
 }
 
 /// The multiplexer.
@@ -187,6 +192,7 @@ impl UtpSocket {
                 closed_reported: false,
                 half_open,
                 linger_until: None,
+                detached_until: None,
             },
         );
         h
@@ -322,6 +328,24 @@ impl UtpSocket {
             e.half_open = false;
             self.half_open -= 1;
         }
+        if e.detached_until.is_some() {
+            // Nobody reads it: drop what arrives (the window stays open, so the peer can
+            // finish and send its FIN), and report nothing.
+            let mut sink = [0u8; 4096];
+            while e.conn.read(&mut sink) > 0 {}
+            e.readable_reported = true;
+            e.connected_reported = true;
+            e.write_blocked = false;
+            e.closed_reported |= e.conn.is_closed();
+            if e.conn.is_closed() && e.linger_until.is_none() {
+                if e.conn.state() == State::Closed(CloseReason::Normal) && e.conn.peer_finished() {
+                    e.linger_until = Some(self.now + LINGER);
+                } else {
+                    self.unroute(h);
+                }
+            }
+            return;
+        }
         if e.conn.is_connected() && !e.connected_reported {
             e.connected_reported = true;
             self.events.push_back(UtpEvent::Connected(h));
@@ -346,6 +370,20 @@ impl UtpSocket {
                 }
             }
         }
+    }
+
+    /// Graceful close for an owner that forgets the handle now (Node's `destroy()` on a
+    /// connected socket): FIN after the queued data, later data discarded, no more events.
+    /// The connection goes once both sides finished (after the usual linger), or
+    /// `DETACH_TIMEOUT` from now if the peer never finishes its side.
+    pub fn close_detached(&mut self, now: Instant, h: ConnHandle) {
+        self.now = self.now.max(now);
+        let Some(e) = self.conns.get_mut(&h) else {
+            return;
+        };
+        e.conn.close();
+        e.detached_until = Some(self.now + DETACH_TIMEOUT);
+        self.update(h);
     }
 
     /// Forgets a connection at once: no FIN, unread data dropped; the peer's next packet
@@ -467,7 +505,7 @@ impl UtpSocket {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.conns
             .values()
-            .flat_map(|e| [e.conn.poll_timeout(), e.linger_until])
+            .flat_map(|e| [e.conn.poll_timeout(), e.linger_until, e.detached_until])
             .flatten()
             .min()
     }
@@ -475,6 +513,7 @@ impl UtpSocket {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
         let mut expired = Vec::new();
+        let mut abandoned = Vec::new();
         for i in 0..self.order.len() {
             let h = self.order[i];
             let Some(e) = self.conns.get_mut(&h) else {
@@ -484,10 +523,17 @@ impl UtpSocket {
                 e.linger_until = None;
                 expired.push(h);
             }
+            if e.detached_until.is_some_and(|t| t <= now) {
+                abandoned.push(h);
+                continue;
+            }
             if e.conn.poll_timeout().is_some_and(|d| d <= now) {
                 e.conn.handle_timeout(now);
                 self.update(h);
             }
+        }
+        for h in abandoned {
+            self.remove(h);
         }
         for h in expired {
             self.unroute(h);

@@ -62,6 +62,8 @@ impl Sim {
                 }
             }
             Output::Event(event) => self.on_event(h, event)?,
+            // uTP streams in the core are not modelled by the simulator.
+            Output::StreamReadable(_) | Output::StreamWritable(_) => {}
         }
         Ok(())
     }

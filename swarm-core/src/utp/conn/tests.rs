@@ -96,6 +96,11 @@ fn rule_initiator_acks_y_minus_1_until_data_and_sends_first_data_at_x_plus_1() {
 fn rule_acceptor_first_data_carries_the_syn_ack_seq_y() {
     let (mut a, mut b) = pair();
     b.write(b"first");
+    assert!(drain(&mut b, t(3)).is_empty(), "no data in SYN_RECV");
+    // The initiator's confirmation connects the acceptor.
+    for p in drain(&mut a, t(3)) {
+        b.handle_packet(t(3), &p);
+    }
     let d = drain(&mut b, t(3));
     let p = parse(&d[0]);
     assert_eq!((p.ty, p.seq_nr, p.ack_nr), (PacketType::Data, Y, X));
@@ -130,6 +135,9 @@ fn rule_packet_with_seq_outside_window_is_dropped_including_its_ack() {
 #[test]
 fn rule_ack_for_unsent_data_drops_the_packet() {
     let (mut a, mut b) = pair();
+    for p in drain(&mut a, t(2)) {
+        b.handle_packet(t(2), &p);
+    }
     b.write(b"data");
     let d = drain(&mut b, t(3));
     let mut forged = d[0].to_vec();
@@ -172,7 +180,7 @@ fn rule_every_sent_seq_stays_within_the_receivers_reorder_window() {
 }
 
 #[test]
-fn packets_fit_the_1402_byte_udp_payload() {
+fn packets_fit_a_1400_byte_udp_payload() {
     let (mut a, mut b) = pair();
     a.cc.cwnd = 1 << 20;
     assert_eq!(a.write(&vec![7u8; 100_000]), 100_000);
@@ -487,4 +495,70 @@ fn rule_initiator_confirms_with_state_at_x_plus_1_ack_y_minus_1_and_acceptor_con
     b.handle_packet(t(4), &c[0]);
     assert_eq!(b.state(), State::Connected);
     assert!(drain(&mut b, t(4)).is_empty(), "an ack is not acked");
+}
+
+/// Fills `b`'s receive buffer from `a` without `b` reading; returns the time reached.
+fn fill_receiver(a: &mut Conn, b: &mut Conn) -> Instant {
+    let data = vec![7u8; RECV_BUF + 256 * 1024];
+    let mut sent = 0;
+    let mut now = t(10);
+    for _ in 0..20_000 {
+        sent += a.write(&data[sent..]);
+        shuttle(a, b, now, |_, _| true);
+        now = now + Duration::from_millis(5);
+        if b.recv_window() == 0 {
+            break;
+        }
+    }
+    assert_eq!(b.recv_window(), 0, "receiver full");
+    a.write(&data[sent..]);
+    assert!(!a.pending.is_empty(), "the sender has more to send");
+    now
+}
+
+#[test]
+fn zero_window_from_a_live_peer_never_times_the_connection_out() {
+    let (mut a, mut b) = pair();
+    let mut now = fill_receiver(&mut a, &mut b);
+    // Ten minutes of a reader that does not read: probes, retransmissions, keep-alives.
+    let end = now + Duration::from_secs(600);
+    while now < end {
+        shuttle(&mut a, &mut b, now, |_, _| true);
+        now = [a.poll_timeout(), b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(end)
+            .max(now + Duration::from_millis(1));
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+    }
+    assert!(
+        a.is_connected() && b.is_connected(),
+        "{:?} {:?}",
+        a.state(),
+        b.state()
+    );
+    // Bounded: the buffer and at most the probe slack.
+    assert!(b.readable_len() <= RECV_BUF + PROBE_SLACK);
+    // Reading resumes the flow.
+    let got = read_all(&mut b).len();
+    assert!(got >= RECV_BUF);
+    shuttle(&mut a, &mut b, now, |_, _| true);
+    assert!(
+        b.readable_len() > 0,
+        "sender resumed after the window reopened"
+    );
+}
+
+#[test]
+fn a_zero_window_probe_into_a_full_buffer_is_acked_within_the_slack() {
+    let (mut a, mut b) = pair();
+    let now = fill_receiver(&mut a, &mut b);
+    let before = b.readable_len();
+    let due = a.poll_timeout().unwrap();
+    a.handle_timeout(due.max(now));
+    shuttle(&mut a, &mut b, due.max(now), |_, _| true);
+    assert!(b.readable_len() > before, "probe taken");
+    assert!(b.readable_len() <= RECV_BUF + PROBE_SLACK);
 }

@@ -633,3 +633,57 @@ fn idle_connection_stays_up_for_ten_minutes_on_keepalives() {
     let mut buf = [0u8; 16];
     assert_eq!(net.b.read(hb, &mut buf), 10);
 }
+
+#[test]
+fn a_detached_close_sends_fin_discards_data_and_forgets_the_connection() {
+    let mut net = Net::new(21, CLEAN);
+    let (ha, hb) = net.connect();
+    net.a.write(ha, b"bye");
+    let now = net.now;
+    net.a.close_detached(now, ha);
+    // The peer still sends: discarded on our side, never reported.
+    net.b.write(hb, &[9u8; 10_000]);
+    for _ in 0..50 {
+        net.step();
+    }
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        net.b.read(hb, &mut buf),
+        3,
+        "our queued data went out before the FIN"
+    );
+    assert!(net.b.conn(hb).unwrap().is_eof());
+    assert!(events(&mut net.a)
+        .iter()
+        .all(|e| !matches!(e, UtpEvent::Readable(_))));
+    // The peer never finishes its side: we forget the connection after the detach timeout.
+    let end = net.now + DETACH_TIMEOUT + Duration::from_secs(1);
+    while net.now < end && net.step() {}
+    assert!(net.a.conn(ha).is_none(), "forgotten");
+}
+
+#[test]
+fn a_detached_close_goes_at_once_when_the_peer_finishes_too() {
+    let mut net = Net::new(22, CLEAN);
+    let (ha, hb) = net.connect();
+    let now = net.now;
+    net.a.close_detached(now, ha);
+    for _ in 0..20 {
+        net.step();
+    }
+    net.b.close(hb);
+    let end = net.now + LINGER + Duration::from_secs(1);
+    while net.now < end && net.step() {}
+    assert!(
+        net.a.conn(ha).is_none(),
+        "gone well before the detach timeout"
+    );
+    let closed = UtpEvent::Closed {
+        conn: hb,
+        reason: CloseReason::Normal,
+    };
+    assert!(
+        events(&mut net.b).contains(&closed),
+        "a clean close at the peer"
+    );
+}
