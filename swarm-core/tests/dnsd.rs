@@ -182,7 +182,7 @@ fn announce_lookup_push_and_leave() {
     assert_eq!(net.servers[&s].stats().pushes_sent, 1);
 
     // Leaving unannounces.
-    net.clients[b].1.leave(net.now, b"t");
+    net.clients[b].1.leave(b"t");
     net.advance(Duration::from_secs(1));
     assert_eq!(net.servers[&s].stored_peers(), 1);
     assert!(net.ids.iter().all(|&id| id != 0 && !is_utp_shaped(id)));
@@ -259,7 +259,7 @@ fn tokens_age_out_and_are_reprobed() {
     // Rounds refresh the token; leaving stops them and the token ages out in 5-10 min.
     net.advance(Duration::from_secs(20 * 60));
     assert_eq!(net.clients[c].1.tokens().collect::<Vec<_>>(), [true]);
-    net.clients[c].1.leave(net.now, b"t");
+    net.clients[c].1.leave(b"t");
     net.advance(Duration::from_secs(11 * 60));
     assert_eq!(net.clients[c].1.tokens().collect::<Vec<_>>(), [false]);
     // Server secrets rotated several times meanwhile: a rejoin probes again and works.

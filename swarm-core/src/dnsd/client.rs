@@ -175,6 +175,8 @@ pub struct DnsClient {
     next_tick: Instant,
     whoami: Option<Whoami>,
     public: Option<SocketAddrV4>,
+    /// Unannounces of left topics, sent at the next `handle_timeout`.
+    unannounces: Vec<Request>,
     transmits: VecDeque<(SocketAddr, Bytes)>,
     events: VecDeque<DnsEvent>,
     writer: Writer,
@@ -208,6 +210,7 @@ impl DnsClient {
             next_tick: Instant::ZERO,
             whoami: None,
             public: None,
+            unannounces: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             writer: Writer::default(),
@@ -258,7 +261,8 @@ impl DnsClient {
         } else {
             self.joined.values().map(|j| j.next_round).min()
         };
-        [pending, round, Some(self.next_tick)]
+        let unannounce = (!self.unannounces.is_empty()).then_some(Instant::ZERO);
+        [pending, round, Some(self.next_tick), unannounce]
             .into_iter()
             .flatten()
             .min()
@@ -306,21 +310,23 @@ impl DnsClient {
         true
     }
 
-    /// Leaves `topic`: no more rounds; an announced topic is unannounced at every server.
-    pub fn leave(&mut self, now: Instant, topic: &[u8]) -> bool {
+    /// Leaves `topic`: no more rounds; an announced topic is unannounced at every server, at
+    /// the next [`handle_timeout`](Self::handle_timeout) (due at once: `poll_timeout` says so).
+    pub fn leave(&mut self, topic: &[u8]) -> bool {
         let Some(j) = self.joined.remove(topic) else {
             return false;
         };
         self.ids.retain(|_, t| t.as_ref() != topic);
         if let (Some(port), true) = (j.announce, self.started) {
             let port = self.announce_port(port);
-            for i in 0..self.servers.len() {
-                let request = Request {
+            if self.unannounces.len() < MAX_WAITING {
+                self.unannounces.push(Request {
                     topic: None,
-                    name: j.name.clone(),
+                    name: j.name,
                     kind: Kind::Unannounce(port),
-                };
-                self.send(now, i, request);
+                });
+            } else {
+                self.stats.dropped += 1;
             }
         }
         true
@@ -355,6 +361,11 @@ impl DnsClient {
             }
             self.deadlines.pop_first();
             self.on_deadline(now, id, at);
+        }
+        for request in std::mem::take(&mut self.unannounces) {
+            for i in 0..self.servers.len() {
+                self.send(now, i, request.clone());
+            }
         }
         if !self.rounds_blocked() {
             self.run_rounds(now);

@@ -1,9 +1,9 @@
 //! Topics and the discovery mechanisms that serve them (what Node calls discovery-channel):
-//! multicast DNS on the LAN and the Mainline DHT; unicast DNS servers will plug in the same
-//! way.
+//! multicast DNS on the LAN, unicast dns-discovery servers and the Mainline DHT.
 
 use super::*;
 use crate::dht::{DhtEvent, LookupId, NodeId};
+use crate::dnsd::{DnsClient, DnsClientConfig, DnsEvent, WhoamiResult};
 use crate::mdns::MdnsEvent;
 use core::time::Duration;
 use rand_core::RngCore;
@@ -53,6 +53,9 @@ impl Swarm {
                 mdns.join(topic.clone(), announce, port);
                 mdns.handle_timeout(now);
             }
+            if let Some(dns) = self.dns.as_mut() {
+                dns.join(now, topic.clone(), announce, port);
+            }
             if start_dht {
                 self.start_first_round(now, topic);
             }
@@ -69,6 +72,10 @@ impl Swarm {
         }
         if let Some(mdns) = self.mdns.as_mut() {
             mdns.leave(topic);
+        }
+        if let Some(dns) = self.dns.as_mut() {
+            // Its unannounces go out at the next `handle_timeout` (due at once).
+            dns.leave(topic);
         }
         true
     }
@@ -87,10 +94,16 @@ impl Swarm {
             if let (Some(mdns), Some(port)) = (self.mdns.as_mut(), self.port) {
                 mdns.join(topic.clone(), announce, port);
             }
+            if let (Some(dns), Some(port)) = (self.dns.as_mut(), self.port) {
+                dns.join(now, topic.clone(), announce, port);
+            }
             self.start_first_round(now, topic);
         }
         if let Some(mdns) = self.mdns.as_mut() {
             mdns.handle_timeout(now);
+        }
+        if let Some(dns) = self.dns.as_mut() {
+            dns.start(now);
         }
         self.pump_discovery(now);
     }
@@ -152,14 +165,37 @@ impl Swarm {
     }
 
     /// Routes a datagram on the swarm's UDP port. KRPC is a bencoded dictionary, which starts
-    /// with `d` and is never a uTP header (PROTOCOLS.md 1.11).
+    /// with `d` and is never a uTP header (PROTOCOLS.md 1.11); what it is not goes to DNS.
     pub(super) fn on_swarm_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        if data.first() == Some(&b'd') {
+        let krpc = data.first() == Some(&b'd') && self.dht.is_some();
+        if krpc {
             if let Some(dht) = self.dht.as_mut() {
                 dht.handle_datagram(now, from, data);
             }
+        } else {
+            self.on_dns_datagram(now, from, data);
         }
         self.pump_discovery(now);
+    }
+
+    /// A datagram for the unicast dns-discovery client (its own socket, or the swarm's).
+    pub(super) fn on_dns_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if let Some(dns) = self.dns.as_mut() {
+            dns.handle_datagram(now, from, data);
+        }
+        self.pump_discovery(now);
+    }
+
+    /// Our public address as whoami confirmed it (host and port): Node bans it for every
+    /// topic so we never dial ourselves through it.
+    pub(super) fn self_addr(&self, addr: SocketAddr) -> bool {
+        self.public_addr()
+            .is_some_and(|me| me.port() != 0 && SocketAddr::V4(me) == addr)
+    }
+
+    /// Our public address as the dns-discovery servers see it (port 0: not confirmed).
+    pub fn public_addr(&self) -> Option<std::net::SocketAddrV4> {
+        self.dns.as_ref().and_then(DnsClient::public_addr)
     }
 
     /// A multicast DNS datagram (port 5353: other mDNS traffic is skipped by the engine).
@@ -173,7 +209,8 @@ impl Swarm {
     pub(super) fn discovery_timeout(&self) -> Option<Instant> {
         let dht = self.dht.as_ref().and_then(|dht| dht.poll_timeout());
         let mdns = self.mdns.as_ref().and_then(|mdns| mdns.poll_timeout());
-        [dht, mdns].into_iter().flatten().min()
+        let dns = self.dns.as_ref().and_then(DnsClient::poll_timeout);
+        [dht, mdns, dns].into_iter().flatten().min()
     }
 
     pub(super) fn handle_discovery_timeout(&mut self, now: Instant) {
@@ -185,6 +222,11 @@ impl Swarm {
         if let Some(mdns) = self.mdns.as_mut() {
             if mdns.poll_timeout().is_some_and(|at| at <= now) {
                 mdns.handle_timeout(now);
+            }
+        }
+        if let Some(dns) = self.dns.as_mut() {
+            if dns.poll_timeout().is_some_and(|at| at <= now) {
+                dns.handle_timeout(now);
             }
         }
         self.pump_discovery(now);
@@ -204,6 +246,27 @@ impl Swarm {
                 match event {
                     MdnsEvent::Peer { topic, addr } => found.push((topic, addr, PeerSource::Dns)),
                     MdnsEvent::FirstRound { topic } => first_rounds.push((topic, None)),
+                }
+            }
+        }
+        if let Some(dns) = self.dns.as_mut() {
+            // With uTP on, the DNS client shares the swarm socket, as Node's (PROTOCOLS.md 1.11).
+            let socket = if self.config.utp {
+                UdpSocket::Swarm
+            } else {
+                UdpSocket::Dns
+            };
+            while let Some((to, data)) = dns.poll_transmit() {
+                self.outputs
+                    .push_back(Output::Transmit { socket, to, data });
+            }
+            while let Some(event) = dns.poll_event() {
+                match event {
+                    DnsEvent::Peer { topic, addr } => found.push((topic, addr, PeerSource::Dns)),
+                    DnsEvent::Whoami(WhoamiResult::Found(me)) => {
+                        tracing::debug!(%me, "whoami: our public address");
+                    }
+                    DnsEvent::Whoami(WhoamiResult::Failed) => tracing::debug!("whoami failed"),
                 }
             }
         }
@@ -251,4 +314,16 @@ impl Swarm {
             }
         }
     }
+}
+
+/// The unicast dns-discovery client of a configuration, if it names servers. With uTP on it
+/// shares the swarm socket and announces the port the servers see (Node's `impliedPort`).
+pub(super) fn dns_client(config: &Config) -> Option<DnsClient> {
+    if config.dns_servers.is_empty() {
+        return None;
+    }
+    let mut dns = DnsClientConfig::new(config.dns_servers.clone(), config.seed);
+    dns.hash = config.topic_hash.clone();
+    dns.implied_port = config.utp;
+    Some(DnsClient::new(dns))
 }

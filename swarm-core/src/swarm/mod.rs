@@ -42,8 +42,11 @@ pub enum CloseCause {
 pub enum UdpSocket {
     /// Multicast DNS: port 5353, the mDNS group joined.
     Mdns,
-    /// The swarm's own port (the TCP port's number): uTP, the DHT and unicast DNS.
+    /// The swarm's own port (the TCP port's number): uTP, the DHT, and unicast DNS when uTP
+    /// is on.
     Swarm,
+    /// Unicast DNS when uTP is off: its own socket on a random port (PROTOCOLS.md 1.11).
+    Dns,
 }
 
 /// Something that happened outside the core.
@@ -161,6 +164,8 @@ pub struct Swarm {
     dht: Option<crate::dht::DhtNode>,
     /// Multicast DNS discovery, when enabled.
     mdns: Option<crate::mdns::MdnsDiscovery>,
+    /// Unicast dns-discovery servers, when configured.
+    dns: Option<crate::dnsd::DnsClient>,
     /// Dials in flight plus connections from `handshaking` until closed (Node's
     /// `totalConnections`).
     total: usize,
@@ -183,6 +188,7 @@ impl Swarm {
             mdns.hash = config.topic_hash.clone();
             crate::mdns::MdnsDiscovery::new(mdns)
         });
+        let dns = discovery::dns_client(&config);
         Ok(Swarm {
             handshake_bytes: encode_handshake(&config.id),
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
@@ -199,6 +205,7 @@ impl Swarm {
             topic_by_hash: new_map(seed),
             dht,
             mdns,
+            dns,
             total: 0,
             established: 0,
             next_id: 0,
@@ -317,6 +324,7 @@ impl Swarm {
         match socket {
             UdpSocket::Swarm => self.on_swarm_datagram(now, from, data),
             UdpSocket::Mdns => self.on_mdns_datagram(now, from, data),
+            UdpSocket::Dns => self.on_dns_datagram(now, from, data),
         }
     }
 
