@@ -8,10 +8,11 @@ use rand_core::{OsRng, TryRngCore};
 use std::io;
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swarm_core::dnsd::{DnsServer, DnsServerConfig, DnsServerStats};
 use swarm_core::Instant;
-use tokio::net::UdpSocket;
 
 #[derive(Args)]
 pub struct DnsServerArgs {
@@ -43,7 +44,7 @@ pub struct DnsServerArgs {
 pub async fn run(args: DnsServerArgs) -> ExitCode {
     let mut sockets = Vec::new();
     for &port in &args.port {
-        match UdpSocket::bind((args.host, port)).await {
+        match std::net::UdpSocket::bind((args.host, port)) {
             Ok(socket) => sockets.push(socket),
             Err(e) => tracing::warn!(port, error = %e, "cannot bind; skipping this port"),
         }
@@ -66,9 +67,8 @@ pub async fn run(args: DnsServerArgs) -> ExitCode {
     config.push.limit = args.limit.max(1);
     config.per_sec = args.rate;
     config.burst = args.burst;
-    let epoch = tokio::time::Instant::now();
-    let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
-    let mut server = DnsServer::new(config, now());
+    let epoch = std::time::Instant::now();
+    let server = Arc::new(Mutex::new(DnsServer::new(config, now(epoch))));
     let ports: Vec<u16> = sockets
         .iter()
         .filter_map(|s| s.local_addr().ok().map(|a| a.port()))
@@ -82,35 +82,33 @@ pub async fn run(args: DnsServerArgs) -> ExitCode {
             .join(",")
     );
     tracing::info!(?ports, "dns-discovery server listening");
-    let mut buf = vec![0u8; 64 * 1024];
+    // One blocking thread per socket: a datagram costs one receive and one send system call,
+    // with no readiness polling in between (tokio's cost dominated under load).
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, socket)| {
+            let (server, stop) = (server.clone(), stop.clone());
+            std::thread::spawn(move || serve(i == 0, socket, &server, &stop, epoch))
+        })
+        .collect();
     let mut terminate = crate::signal_terminate();
-    let report_every = (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval));
-    let mut next_report = report_every.map(|d| tokio::time::Instant::now() + d);
+    let report_every = Duration::from_secs(args.stats_interval.max(1));
     loop {
-        let wake = server
-            .poll_timeout()
-            .map(|t| epoch + Duration::from_micros(t.as_micros()))
-            .into_iter()
-            .chain(next_report)
-            .min()
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(60));
         tokio::select! {
-            ready = readable(&sockets) => match ready {
-                Ok(i) => serve(&mut server, &sockets[i], &mut buf, now),
-                Err(e) => tracing::debug!(error = %e, "socket not readable"),
-            },
-            () = tokio::time::sleep_until(wake) => {
-                server.handle_timeout(now());
-                flush(&mut server, &sockets[0]);
-                if next_report.is_some_and(|at| at <= tokio::time::Instant::now()) {
-                    report(&server, "dns-server counts");
-                    next_report = report_every.map(|d| tokio::time::Instant::now() + d);
-                }
+            () = tokio::time::sleep(report_every), if args.stats_interval > 0 => {
+                report(&lock(&server), "dns-server counts");
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         }
     }
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    let server = lock(&server);
     report(&server, "dns-server stopping");
     let s = server.stats();
     eprintln!(
@@ -125,45 +123,63 @@ pub async fn run(args: DnsServerArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Takes every datagram waiting on the socket, answering each at once from the same socket.
-fn serve(server: &mut DnsServer, socket: &UdpSocket, buf: &mut [u8], now: impl Fn() -> Instant) {
-    // Bounded, so one busy socket cannot starve the timers and signals.
-    for _ in 0..256 {
-        match socket.try_recv_from(buf) {
-            Ok((len, from)) => {
-                if let Err(e) = server.handle_datagram(now(), from, &buf[..len]) {
-                    tracing::trace!(%from, error = %e, "request not fully served");
+fn now(epoch: std::time::Instant) -> Instant {
+    Instant::from_micros(epoch.elapsed().as_micros() as u64)
+}
+
+fn lock(server: &Mutex<DnsServer>) -> std::sync::MutexGuard<'_, DnsServer> {
+    // A panic elsewhere leaves the engine usable (its state is updated per datagram).
+    server
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Serves one socket until `stop`: each datagram is answered at once from the same socket;
+/// the first socket's thread also runs the engine's timers (resent pushes go out on it).
+fn serve(
+    timers: bool,
+    socket: std::net::UdpSocket,
+    server: &Mutex<DnsServer>,
+    stop: &AtomicBool,
+    epoch: std::time::Instant,
+) {
+    // Short enough to notice `stop` and timers promptly; set once (it is a system call).
+    if let Err(e) = socket.set_read_timeout(Some(Duration::from_millis(100))) {
+        tracing::warn!(error = %e, "cannot set the socket timeout");
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out: Vec<(std::net::SocketAddr, bytes::Bytes)> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let received = socket.recv_from(&mut buf);
+        {
+            let mut server = lock(server);
+            let t = now(epoch);
+            match received {
+                Ok((len, from)) => {
+                    if let Err(e) = server.handle_datagram(t, from, &buf[..len]) {
+                        tracing::trace!(%from, error = %e, "request not fully served");
+                    }
                 }
-                flush(server, socket);
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => tracing::debug!(error = %e, "receive failed"),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "receive failed");
-                return;
+            if timers && server.poll_timeout().is_some_and(|at| at <= t) {
+                server.handle_timeout(t);
+            }
+            while let Some(datagram) = server.poll_transmit() {
+                out.push(datagram);
+            }
+        }
+        for (to, data) in out.drain(..) {
+            if let Err(e) = socket.send_to(&data, to) {
+                tracing::debug!(%to, error = %e, "datagram dropped");
             }
         }
     }
-}
-
-fn flush(server: &mut DnsServer, socket: &UdpSocket) {
-    while let Some((to, data)) = server.poll_transmit() {
-        if let Err(e) = socket.try_send_to(&data, to) {
-            tracing::debug!(%to, error = %e, "datagram dropped");
-        }
-    }
-}
-
-/// The index of a socket with a datagram waiting.
-async fn readable(sockets: &[UdpSocket]) -> io::Result<usize> {
-    std::future::poll_fn(|cx| {
-        for (i, socket) in sockets.iter().enumerate() {
-            if let std::task::Poll::Ready(result) = socket.poll_recv_ready(cx) {
-                return std::task::Poll::Ready(result.map(|()| i));
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 fn report(server: &DnsServer, message: &str) {
