@@ -430,3 +430,67 @@ fn thousands_of_names_stay_within_the_limit() {
         server.store_bytes()
     );
 }
+
+#[test]
+fn tokens_survive_one_rotation_not_two() {
+    let t0 = Instant::ZERO;
+    let mut config = DnsServerConfig::from_seed(3);
+    config.per_sec = 0;
+    let mut server = DnsServer::new(config, t0);
+    let me = addr(1, 1, 4000);
+    let token = format!("token={}", server.token_for(Ipv4Addr::new(10, 0, 1, 1)));
+    let announce = txt_query(NAME, &[&token, "announce=7000"]);
+    let t1 = t0 + Duration::from_secs(5 * 60);
+    server.handle_timeout(t1);
+    assert_eq!(server.handle_datagram(t1, me, &announce), Ok(()));
+    let t2 = t0 + Duration::from_secs(10 * 60);
+    server.handle_timeout(t2);
+    assert_eq!(
+        server.handle_datagram(t2, me, &announce),
+        Err(RequestError::InvalidToken)
+    );
+}
+
+#[test]
+fn pushes_are_resent_twice_then_given_up() {
+    let now = Instant::ZERO;
+    let mut config = DnsServerConfig::from_seed(4);
+    config.per_sec = 0;
+    let mut server = DnsServer::new(config, now);
+    let sub = addr(1, 1, 4000);
+    let ann = addr(1, 2, 4000);
+    let t_sub = format!("token={}", server.token_for(Ipv4Addr::new(10, 0, 1, 1)));
+    let t_ann = format!("token={}", server.token_for(Ipv4Addr::new(10, 0, 1, 2)));
+    let lookup = txt_query(NAME, &["subscribe=true", &t_sub]);
+    assert_eq!(server.handle_datagram(now, sub, &lookup), Ok(()));
+    assert_eq!(
+        server.handle_datagram(now, ann, &txt_query(NAME, &[&t_ann, "announce=7001"])),
+        Ok(())
+    );
+    let mut to_sub = Vec::new();
+    let mut t = now;
+    for _ in 0..20 {
+        while let Some((to, data)) = server.poll_transmit() {
+            if to == sub {
+                to_sub.push((t, data));
+            }
+        }
+        match server.poll_timeout() {
+            Some(at) if at <= now + Duration::from_secs(3) => {
+                t = at;
+                server.handle_timeout(t);
+            }
+            _ => break,
+        }
+    }
+    // The lookup's response, then the push at 0, 0.5 and 1.5 s.
+    let pushes: Vec<Duration> = to_sub[1..].iter().map(|(at, _)| *at - now).collect();
+    assert_eq!(
+        pushes,
+        [0, 500, 1500].map(Duration::from_millis),
+        "push schedule"
+    );
+    let id = u16::from_be_bytes([to_sub[1].1[0], to_sub[1].1[1]]);
+    assert!(!is_utp_shaped(id));
+    assert_eq!(server.stats().pushes_failed, 1);
+}
