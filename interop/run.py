@@ -552,6 +552,22 @@ def scenario_dns_rust_client_node_server():
     info("rust announced to and found through the Node server")
 
 
+def scenario_dns_push_to_rust():
+    """Rust announces first through a Node dns-discovery server; when a Node peer announces
+    later, the server pushes it to Rust (SRV, within seconds: the next round is 60-70 s away)."""
+    server = spawn_node_dns_server(7321)
+    node_id, rust_id = secrets.token_hex(32), secrets.token_hex(32)
+    rust = spawn_rust("rust", 7323, rust_id, dns_server=7321)
+    listening(rust)
+    if not server_stored(server, 7323, 5):
+        raise Fail("the Node server never stored rust's announce")
+    node = spawn_node("node", 7322, node_id, dns_server=7321)
+    listening(node)
+    if not rust.wait(lambda s: [e for e in s.find("peer") if e.get("port") == 7322], 5):
+        raise Fail("rust was not told about the node peer by a push")
+    info("the Node server's SRV push reached rust")
+
+
 def scenario_dns_node_clients_our_server():
     """Two Node discovery-swarm peers (`dns: {servers}`, multicast off) find each other only
     through our `dns-server`; then a Rust peer joins them through it too."""
@@ -589,6 +605,7 @@ SCENARIOS = {
     "mdns-mesh": scenario_mdns_mesh,
     "dns-rust-client-node-server": scenario_dns_rust_client_node_server,
     "dns-node-clients-our-server": scenario_dns_node_clients_our_server,
+    "dns-push-to-rust": scenario_dns_push_to_rust,
 }
 
 
