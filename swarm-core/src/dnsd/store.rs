@@ -13,6 +13,65 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
+/// A stored name. dns-discovery ids are 40 lowercase hex characters: those are kept inline
+/// as their 20 bytes (no allocation, no pointer to chase on lookup); anything else as bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Hex([u8; 20]),
+    Other(Arc<[u8]>),
+}
+
+/// A borrowed [`Key`] for lookups; hashes exactly as the owned one.
+#[derive(Hash)]
+enum KeyRef<'a> {
+    Hex([u8; 20]),
+    Other(&'a [u8]),
+}
+
+impl<'a> KeyRef<'a> {
+    fn new(name: &'a [u8]) -> Self {
+        match hex20(name) {
+            Some(bytes) => KeyRef::Hex(bytes),
+            None => KeyRef::Other(name),
+        }
+    }
+
+    fn to_owned(&self) -> Key {
+        match self {
+            KeyRef::Hex(b) => Key::Hex(*b),
+            KeyRef::Other(n) => Key::Other(Arc::from(*n)),
+        }
+    }
+}
+
+impl hashbrown::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        match (self, key) {
+            (KeyRef::Hex(a), Key::Hex(b)) => a == b,
+            (KeyRef::Other(a), Key::Other(b)) => *a == &b[..],
+            _ => false,
+        }
+    }
+}
+
+/// The 20 bytes of exactly 40 lowercase hex digits (upper case stays distinct: Node compares
+/// names case-sensitively).
+fn hex20(name: &[u8]) -> Option<[u8; 20]> {
+    if name.len() != 40 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 20];
+    for (i, pair) in name.chunks_exact(2).enumerate() {
+        out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(out)
+}
+
 /// Limits of a [`Store`]. Node's defaults: 10,000 peers in all, no per-name or name cap, no
 /// TTL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,9 +124,9 @@ struct Record {
 pub struct Store {
     config: StoreConfig,
     epoch: Instant,
-    records: Map<Arc<[u8]>, Record>,
+    records: Map<Key, Record>,
     /// Use counter -> name; the first entry is the least recently used name.
-    lru: BTreeMap<u64, Arc<[u8]>>,
+    lru: BTreeMap<u64, Key>,
     clock: u64,
     used: usize,
 }
@@ -106,16 +165,16 @@ impl Store {
     fn touch(&mut self, name: &[u8]) -> Option<&mut Record> {
         self.clock += 1;
         let clock = self.clock;
-        let (key, record) = self.records.get_key_value_mut(name)?;
+        let (key, record) = self.records.get_key_value_mut(&KeyRef::new(name))?;
         if let Some(k) = self.lru.remove(&record.used) {
-            debug_assert!(Arc::ptr_eq(&k, key));
+            debug_assert!(k == *key);
         }
         record.used = clock;
         self.lru.insert(clock, key.clone());
         Some(record)
     }
 
-    fn drop_name(&mut self, name: &[u8]) {
+    fn drop_name(&mut self, name: &Key) {
         if let Some(record) = self.records.remove(name) {
             self.lru.remove(&record.used);
             self.used -= record.peers.len();
@@ -143,14 +202,15 @@ impl Store {
         if self.used >= self.config.limit.max(1) {
             self.evict();
         }
-        if !self.records.contains_key(name) {
+        let lookup = KeyRef::new(name);
+        if !self.records.contains_key(&lookup) {
             if self.config.max_names != 0 && self.records.len() >= self.config.max_names {
                 if let Some(oldest) = self.lru.first_key_value().map(|(_, n)| n.clone()) {
                     self.drop_name(&oldest);
                 }
             }
             self.clock += 1;
-            let key: Arc<[u8]> = Arc::from(name);
+            let key = lookup.to_owned();
             self.lru.insert(self.clock, key.clone());
             let record = Record {
                 peers: Vec::with_capacity(1),
@@ -159,7 +219,7 @@ impl Store {
             self.records.insert(key, record);
         }
         let cap = self.config.max_per_name;
-        let Some(record) = self.records.get_mut(name) else {
+        let Some(record) = self.records.get_mut(&lookup) else {
             return false;
         };
         if cap != 0 && record.peers.len() >= cap {
@@ -193,7 +253,8 @@ impl Store {
 
     /// Removes `addr` from `name`; true if it was there.
     pub fn remove(&mut self, name: &[u8], addr: SocketAddrV4) -> bool {
-        let Some(record) = self.records.get_mut(name) else {
+        let lookup = KeyRef::new(name);
+        let Some(record) = self.records.get_mut(&lookup) else {
             return false;
         };
         let (ip, port) = (u32::from(*addr.ip()), addr.port());
@@ -207,7 +268,8 @@ impl Store {
         record.peers.swap_remove(i);
         self.used -= 1;
         if record.peers.is_empty() {
-            self.drop_name(name);
+            let key = lookup.to_owned();
+            self.drop_name(&key);
         }
         true
     }
@@ -270,12 +332,17 @@ impl Store {
 
     /// Approximate heap bytes held (for reports; the benchmark measures the process).
     pub fn heap_bytes(&self) -> usize {
-        let per_name = core::mem::size_of::<(Arc<[u8]>, Record)>()
-            + core::mem::size_of::<(u64, Arc<[u8]>)>()
-            + 16;
+        let per_name =
+            core::mem::size_of::<(Key, Record)>() + core::mem::size_of::<(u64, Key)>() + 16;
         self.records
             .iter()
-            .map(|(k, r)| per_name + k.len() + r.peers.capacity() * core::mem::size_of::<Entry>())
+            .map(|(k, r)| {
+                let key = match k {
+                    Key::Hex(_) => 0,
+                    Key::Other(n) => 16 + n.len(),
+                };
+                per_name + key + r.peers.capacity() * core::mem::size_of::<Entry>()
+            })
             .sum()
     }
 }
@@ -318,6 +385,23 @@ mod tests {
         assert!(s.remove(b"a", addr(1)));
         assert!(!s.remove(b"a", addr(1)));
         assert!(s.remove(b"a", addr(2)));
+        assert_eq!((s.len(), s.names()), (0, 0));
+    }
+
+    #[test]
+    fn hex_and_other_names_are_distinct_keys() {
+        let t = Instant::ZERO;
+        let mut s = Store::new(StoreConfig::default(), 1, t);
+        let lower = b"00112233445566778899aabbccddeeff00112233";
+        let upper = b"00112233445566778899AABBCCDDEEFF00112233";
+        assert!(s.add(t, lower, addr(1)));
+        assert!(s.add(t, upper, addr(1)));
+        assert!(s.add(t, b"short", addr(1)));
+        assert!(!s.add(t, lower, addr(1)));
+        assert_eq!(s.names(), 3);
+        assert!(s.remove(upper, addr(1)));
+        assert!(s.remove(b"short", addr(1)));
+        assert!(s.remove(lower, addr(1)));
         assert_eq!((s.len(), s.names()), (0, 0));
     }
 
