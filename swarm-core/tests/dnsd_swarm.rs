@@ -197,3 +197,48 @@ fn with_utp_the_shared_socket_is_used_and_whoami_bans_our_public_address() {
     assert!(banned_self, "{:?}", w.hosts[0].events);
     assert!(!found(&w.hosts[0]).contains(&me));
 }
+
+/// A push whose DNS id starts with `d` (0x64), on the socket shared with the DHT, still
+/// reaches the DNS client (Node hands every datagram to both).
+#[test]
+fn a_push_that_starts_with_d_is_not_lost_to_the_dht() {
+    use swarm_core::mdns::topic::dns_name;
+    use swarm_core::mdns::wire::Writer;
+    let s = addr(0, 1, 5300);
+    let mut config = Config::new(vec![1; 32], 1)
+        .with_dns_servers(vec![ServerAddr::new(s)])
+        .with_dht(Vec::new());
+    config.utp = true;
+    let mut swarm = Swarm::new(config).unwrap();
+    let now = Instant::ZERO;
+    swarm.join(now, &b"topic"[..], true);
+    swarm.handle_input(now, Input::Listening { port: 7000 });
+    while swarm.poll_output().is_some() {}
+    let key = swarm_core::mdns::KeyHash::Sha1.key(b"topic").unwrap();
+    let mut w = Writer::default();
+    w.start_message(0x6431, 0x0100, [0, 0, 1]);
+    w.srv(
+        dns_name(&key).as_bytes(),
+        7777,
+        std::net::Ipv4Addr::new(10, 0, 9, 9),
+    );
+    let data = w.finish();
+    assert_eq!(data[0], b'd');
+    swarm.handle_input(
+        now,
+        Input::Datagram {
+            socket: UdpSocket::Swarm,
+            from: s,
+            data: &data,
+        },
+    );
+    let outputs: Vec<Output> = std::iter::from_fn(|| swarm.poll_output()).collect();
+    let found = outputs
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Peer(p)) if p.addr == addr(9, 9, 7777)));
+    assert!(found, "{outputs:?}");
+    let answered = outputs.iter().any(|o| {
+        matches!(o, Output::Transmit { socket: UdpSocket::Swarm, to, data } if *to == s && data[..2] == [0x64, 0x31])
+    });
+    assert!(answered, "the push is answered on the shared socket");
+}

@@ -165,17 +165,16 @@ impl Swarm {
     }
 
     /// Routes a datagram on the swarm's UDP port. KRPC is a bencoded dictionary, which starts
-    /// with `d` and is never a uTP header (PROTOCOLS.md 1.11); what it is not goes to DNS.
+    /// with `d` and is never a uTP header (PROTOCOLS.md 1.11). The DNS client sees every
+    /// datagram too, as Node's (a DNS id may start with `d`); it takes only answers to its own
+    /// queries and pushes from its servers.
     pub(super) fn on_swarm_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let krpc = data.first() == Some(&b'd') && self.dht.is_some();
-        if krpc {
+        if data.first() == Some(&b'd') {
             if let Some(dht) = self.dht.as_mut() {
                 dht.handle_datagram(now, from, data);
             }
-        } else {
-            self.on_dns_datagram(now, from, data);
         }
-        self.pump_discovery(now);
+        self.on_dns_datagram(now, from, data);
     }
 
     /// A datagram for the unicast dns-discovery client (its own socket, or the swarm's).
