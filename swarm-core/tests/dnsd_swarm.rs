@@ -173,6 +173,17 @@ fn swarms_find_each_other_through_a_server_on_their_own_dns_socket() {
         }
     }
     assert_eq!(w.servers[&s].stored_peers(), 3);
+    // Our own entry, listed back by the server, is never a candidate (public host + our
+    // port, after whoami).
+    w.advance(Duration::from_secs(80));
+    for (i, h) in w.hosts.iter().enumerate() {
+        let me = addr(1, i as u8 + 1, h.port);
+        assert!(!found(h).contains(&me), "host {i} found itself");
+        assert!(h.events.iter().any(|e| matches!(
+            e,
+            Event::PeerRejected { addr, reason: RejectReason::Banned, .. } if *addr == me
+        )));
+    }
 
     // Leaving unannounces at the server.
     w.hosts[0].swarm.leave(b"topic");

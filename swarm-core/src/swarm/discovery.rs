@@ -185,11 +185,19 @@ impl Swarm {
         self.pump_discovery(now);
     }
 
-    /// Our public address as whoami confirmed it (host and port): Node bans it for every
-    /// topic so we never dial ourselves through it.
+    /// Our own address as the servers see it: whoami's confirmed `host:port` (Node bans it
+    /// for every topic), and, beyond Node, our public host with our listening port (what the
+    /// servers list back for our own announce when the DNS socket is not the swarm's), so we
+    /// do not dial ourselves only to detect it at the handshake.
     pub(super) fn self_addr(&self, addr: SocketAddr) -> bool {
-        self.public_addr()
-            .is_some_and(|me| me.port() != 0 && SocketAddr::V4(me) == addr)
+        let Some(me) = self.public_addr() else {
+            return false;
+        };
+        let SocketAddr::V4(addr) = addr else {
+            return false;
+        };
+        addr.ip() == me.ip()
+            && ((me.port() != 0 && addr.port() == me.port()) || Some(addr.port()) == self.port)
     }
 
     /// Our public address as the dns-discovery servers see it (port 0: not confirmed).
