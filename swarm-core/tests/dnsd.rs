@@ -25,6 +25,9 @@ struct Net {
     delivered: usize,
     /// Every query id a client or server sent.
     ids: Vec<u16>,
+    /// Endpoint-independent NAT: a client's private address -> its public mapping.
+    nat: BTreeMap<SocketAddr, SocketAddr>,
+    unnat: BTreeMap<SocketAddr, SocketAddr>,
 }
 
 impl Net {
@@ -36,6 +39,8 @@ impl Net {
             lost: 0,
             delivered: 0,
             ids: Vec::new(),
+            nat: BTreeMap::new(),
+            unnat: BTreeMap::new(),
         }
     }
 
@@ -65,8 +70,9 @@ impl Net {
                 }
             }
             for (at, c) in self.clients.iter_mut() {
+                let from = self.nat.get(at).copied().unwrap_or(*at);
                 while let Some((to, data)) = c.poll_transmit() {
-                    packets.push((*at, to, data));
+                    packets.push((from, to, data));
                 }
             }
             for (i, (_, c)) in self.clients.iter_mut().enumerate() {
@@ -78,6 +84,7 @@ impl Net {
                 return events;
             }
             for (from, to, data) in packets {
+                let to = self.unnat.get(&to).copied().unwrap_or(to);
                 self.ids.push(u16::from_be_bytes([data[0], data[1]]));
                 self.delivered += 1;
                 if let Some(s) = self.servers.get_mut(&to) {
@@ -493,4 +500,63 @@ fn pushes_are_resent_twice_then_given_up() {
     let id = u16::from_be_bytes([to_sub[1].1[0], to_sub[1].1[1]]);
     assert!(!is_utp_shaped(id));
     assert_eq!(server.stats().pushes_failed, 1);
+}
+
+/// 1,000 clients behind 10 NATs (one public address each, endpoint-independent mapping), two
+/// servers: whoami finds each client's public mapping, clients announce the port the servers
+/// see (`announce=0`, the shared-socket mode), and everyone learns the others' public
+/// addresses through the servers alone.
+#[test]
+fn thousand_clients_behind_nats_find_each_other() {
+    let mut net = Net::new();
+    let servers = [addr(0, 1, 5300), addr(0, 2, 5300)];
+    net.server(servers[0], 7);
+    net.server(servers[1], 8);
+    let list: Vec<ServerAddr> = servers.iter().copied().map(ServerAddr::new).collect();
+    let mut public = Vec::new();
+    for i in 0..1000u32 {
+        let segment = (i % 10) as u8;
+        let private = SocketAddr::from(([192, 168, segment, (i / 10) as u8], 6000));
+        let mapped = SocketAddr::from(([100, 64, 0, segment], 20000 + (i / 10) as u16));
+        net.nat.insert(private, mapped);
+        net.unnat.insert(mapped, private);
+        public.push(mapped);
+        let mut config = DnsClientConfig::new(list.clone(), u64::from(i) + 1000);
+        config.interval = Some(Duration::from_secs(60));
+        config.implied_port = true;
+        let mut c = DnsClient::new(config);
+        c.join(
+            net.now,
+            Bytes::from(format!("topic-{}", i % 20)),
+            true,
+            6000,
+        );
+        c.start(net.now);
+        net.clients.push((private, c));
+    }
+    let mut events = net.advance(Duration::from_secs(2));
+    for (c, mapped) in public.iter().enumerate() {
+        let SocketAddr::V4(me) = mapped else {
+            unreachable!()
+        };
+        assert_eq!(net.clients[c].1.public_addr(), Some(*me), "client {c}");
+    }
+    assert_eq!(net.servers[&servers[0]].stored_peers(), 1000);
+    events.extend(net.advance(Duration::from_secs(10 * 60)));
+    let mut complete = 0;
+    for c in 0..1000 {
+        let found = peers_of(&events, c);
+        let others: Vec<SocketAddr> = (0..1000)
+            .filter(|&o| o != c && o % 20 == c % 20)
+            .map(|o| public[o])
+            .collect();
+        assert!(
+            found.iter().all(|a| public.contains(a)),
+            "only public addresses"
+        );
+        if others.iter().all(|o| found.contains(o)) {
+            complete += 1;
+        }
+    }
+    assert!(complete >= 990, "{complete} of 1000 complete");
 }
