@@ -97,10 +97,10 @@ impl Ids {
     }
 }
 
-/// Sends `packets` (each once, ids rewritten) keeping `window` in flight; returns answers.
+/// Sends `packets` (each once, ids rewritten) keeping `window` in flight on a socket
+/// connected to the server (no per-datagram route lookup); returns answers.
 fn blast(
     socket: &UdpSocket,
-    to: SocketAddr,
     packets: &mut dyn Iterator<Item = Vec<u8>>,
     window: usize,
     until: Option<Instant>,
@@ -120,7 +120,7 @@ fn blast(
                 Some(mut p) => {
                     let id = ids.next();
                     p[..2].copy_from_slice(&id.to_be_bytes());
-                    if socket.send_to(&p, to).is_ok() {
+                    if socket.send(&p).is_ok() {
                         sent += 1;
                         in_flight += 1;
                     }
@@ -131,7 +131,7 @@ fn blast(
         if in_flight == 0 {
             return (sent, answered);
         }
-        match socket.recv_from(&mut buf) {
+        match socket.recv(&mut buf) {
             Ok(_) => {
                 answered += 1;
                 in_flight = in_flight.saturating_sub(1);
@@ -189,7 +189,8 @@ fn main() {
     let fill_started = Instant::now();
     let mut fill =
         (0..args.peers).map(|i| request(&mut w, &name(i % names), &token, port_of(i), false));
-    let (fill_sent, fill_answered) = blast(&socket, args.server, &mut fill, args.window, None);
+    socket.connect(args.server).expect("connect");
+    let (fill_sent, fill_answered) = blast(&socket, &mut fill, args.window, None);
     let fill_secs = fill_started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(500));
     if args.gc_signal {
@@ -219,11 +220,12 @@ fn main() {
                 let window = args.window;
                 scope.spawn(move || {
                     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+                    socket.connect(server).expect("connect");
                     socket
                         .set_read_timeout(Some(Duration::from_millis(200)))
                         .unwrap();
                     let mut cycle = set.iter().skip(t * 997).cloned().cycle();
-                    blast(&socket, server, &mut cycle, window, Some(until))
+                    blast(&socket, &mut cycle, window, Some(until))
                 })
             })
             .collect();
