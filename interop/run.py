@@ -3,7 +3,8 @@
 
     interop/run [SCENARIO...]        # builds, then runs this file inside scripts/isolate
 
-Scenarios: see SCENARIOS at the end (TCP, hostile input, DHT, mDNS pair and mesh). Prints `PASS name` or
+Scenarios: see SCENARIOS at the end (TCP, hostile input, DHT, mDNS pair and mesh, dns-discovery
+servers). Prints `PASS name` or
 `FAIL name: reason` per scenario (details on stderr) and ends with `N passed, M failed`.
 Environment: SWARM_BIN overrides the command under test (default target/release/discovery-swarm);
 SWARM_RUST_ARGS adds arguments to every Rust invocation; SWARM_INTEROP_LOGS sets the directory
@@ -139,7 +140,7 @@ CHILDREN = []
 
 
 def spawn_node(name, port, node_id, add_peer=None, dial_on_signal=False, dht=None, mdns=False,
-               seconds=30):
+               seconds=30, dns_server=None):
     argv = ["node", str(PEER_JS), "--port", str(port), "--id", node_id, "--seconds", str(seconds)]
     if dht:
         argv += ["--topic", TOPIC, "--dht-bootstrap", f"127.0.0.1:{dht}"]
@@ -147,11 +148,13 @@ def spawn_node(name, port, node_id, add_peer=None, dial_on_signal=False, dht=Non
         argv += ["--mdns"] + ([] if dht else ["--topic", TOPIC])
     if add_peer:
         argv += ["--add-peer", f"127.0.0.1:{add_peer}"] + (["--dial-on-signal"] if dial_on_signal else [])
+    if dns_server:
+        argv += ["--dns-server", f"127.0.0.1:{dns_server}"] + ([] if "--topic" in argv else ["--topic", TOPIC])
     CHILDREN.append(p := Proc(name, argv))
     return p
 
 
-def spawn_rust(name, port, rust_id, peer=None, dht=None, mdns=False):
+def spawn_rust(name, port, rust_id, peer=None, dht=None, mdns=False, dns_server=None):
     argv = BIN + ["join", TOPIC, "--port", str(port), "--id", rust_id, "--json", "--pipe"] + RUST_EXTRA
     if not mdns:
         argv += ["--no-mdns"]
@@ -159,6 +162,8 @@ def spawn_rust(name, port, rust_id, peer=None, dht=None, mdns=False):
         argv += ["--peer", f"127.0.0.1:{peer}"]
     if dht:
         argv += ["--dht-bootstrap", f"127.0.0.1:{dht}"]
+    if dns_server:
+        argv += ["--dns-server", f"127.0.0.1:{dns_server}"]
     CHILDREN.append(p := Proc(name, argv, events="stderr", stdin=True))
     return p
 
@@ -507,6 +512,87 @@ def scenario_hostile_input():
         raise Fail("; ".join(problems))
 
 
+def spawn_node_dns_server(port):
+    CHILDREN.append(p := Proc("node-dns-server", ["node", str(PEER_JS.parent / "dns-server.js"), "--port", str(port)]))
+    if not p.wait_event("listening", 5):
+        raise Fail(f"the Node dns-discovery server never listened (exit code {p.p.poll()})")
+    info(f"server: dns-discovery {p.find('listening')[0].get('version')}")
+    return p
+
+
+def spawn_our_dns_server(port):
+    argv = BIN + ["dns-server", "--port", str(port), "--host", "127.0.0.1", "--stats-interval", "0"]
+    CHILDREN.append(p := Proc("rust-dns-server", argv))
+    if not p.wait_event("listening", 5):
+        raise Fail(f"our dns-server never listened (exit code {p.p.poll()})")
+    return p
+
+
+def server_stored(server, port, timeout):
+    """Waits until the Node server logged an announce of 127.0.0.1:port."""
+    return server.wait(lambda s: any(e.get("port") == port for e in s.find("announce")), timeout)
+
+
+def scenario_dns_rust_client_node_server():
+    """Node and Rust peers, multicast off, find each other only through a Node dns-discovery
+    6.2.3 server: Rust probes, announces with a token and gets the Node peer listed or pushed."""
+    server = spawn_node_dns_server(7301)
+    node_id, rust_id = secrets.token_hex(32), secrets.token_hex(32)
+    t = time.monotonic()
+    node = spawn_node("node", 7302, node_id, dns_server=7301)
+    listening(node)
+    if not server_stored(server, 7302, 5):
+        raise Fail("the Node server never stored the Node peer's announce")
+    rust = spawn_rust("rust", 7303, rust_id, dns_server=7301)
+    if not server_stored(server, 7303, 5):
+        raise Fail("the Node server never accepted rust's announce (token, TXT format)")
+    check_pair(node, rust, node_id, rust_id, t)
+    if not [e for e in rust.find("peer") if e.get("port") == 7302]:
+        raise Fail("rust never reported the node peer as found")
+    info("rust announced to and found through the Node server")
+
+
+def scenario_dns_push_to_rust():
+    """Rust announces first through a Node dns-discovery server; when a Node peer announces
+    later, the server pushes it to Rust (SRV, within seconds: the next round is 60-70 s away)."""
+    server = spawn_node_dns_server(7321)
+    node_id, rust_id = secrets.token_hex(32), secrets.token_hex(32)
+    rust = spawn_rust("rust", 7323, rust_id, dns_server=7321)
+    listening(rust)
+    if not server_stored(server, 7323, 5):
+        raise Fail("the Node server never stored rust's announce")
+    node = spawn_node("node", 7322, node_id, dns_server=7321)
+    listening(node)
+    if not rust.wait(lambda s: [e for e in s.find("peer") if e.get("port") == 7322], 5):
+        raise Fail("rust was not told about the node peer by a push")
+    info("the Node server's SRV push reached rust")
+
+
+def scenario_dns_node_clients_our_server():
+    """Two Node discovery-swarm peers (`dns: {servers}`, multicast off) find each other only
+    through our `dns-server`; then a Rust peer joins them through it too."""
+    ours = spawn_our_dns_server(7311)
+    a_id, b_id = secrets.token_hex(32), secrets.token_hex(32)
+    a = spawn_node("node-a", 7312, a_id, dns_server=7311)
+    listening(a)
+    if not a.wait_event("joined", 10):
+        raise Fail("node-a's first DNS round never completed against our server")
+    b = spawn_node("node-b", 7313, b_id, dns_server=7311)
+    if not b.wait_event("connection", 10) or not a.wait_event("connection", 3):
+        raise Fail("the two Node peers did not connect through our dns-server")
+    ids = {e["id"] for e in b.find("connection")} | {e["id"] for e in a.find("connection")}
+    if ids != {a_id, b_id}:
+        raise Fail(f"unexpected connection ids {ids}")
+    rust_id = secrets.token_hex(32)
+    rust = spawn_rust("rust", 7314, rust_id, dns_server=7311)
+    found = rust.wait(lambda s: {e.get("id") for e in s.find("connection")} >= {a_id, b_id}, 10)
+    if not found:
+        raise Fail(f"rust did not connect to both Node peers through our server: {rust.find('connection')}")
+    if not ours.alive():
+        raise Fail(f"our dns-server exited with {ours.p.returncode}")
+    info("two Node peers and a Rust peer found each other through our dns-server")
+
+
 SCENARIOS = {
     "rust-dials-node": scenario_rust_dials_node,
     "node-dials-rust": scenario_node_dials_rust,
@@ -517,6 +603,9 @@ SCENARIOS = {
     "mdns-pair": scenario_mdns_pair,
     "dht-our-bootstrap": scenario_dht_our_bootstrap,
     "mdns-mesh": scenario_mdns_mesh,
+    "dns-rust-client-node-server": scenario_dns_rust_client_node_server,
+    "dns-node-clients-our-server": scenario_dns_node_clients_our_server,
+    "dns-push-to-rust": scenario_dns_push_to_rust,
 }
 
 

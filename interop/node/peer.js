@@ -6,11 +6,12 @@
 //                [--dial-on-signal]  (make the addPeer calls on SIGUSR2 instead of after listening)
 //                [--dht-bootstrap HOST:PORT]  (DHT on, with that bootstrap node only)
 //                [--mdns]  (multicast DNS on: dns-discovery with no servers)
+//                [--dns-server HOST:PORT]...  (unicast dns-discovery servers; multicast off unless --mdns)
 'use strict'
 const crypto = require('crypto')
 const swarmFactory = require('discovery-swarm')
 
-const args = { addPeer: [] }
+const args = { addPeer: [], dnsServers: [] }
 for (let i = 2; i < process.argv.length; i++) {
   const k = process.argv[i]
   if (k === '--dial-on-signal') { args.dialOnSignal = true; continue }
@@ -24,6 +25,7 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (k === '--seconds') args.seconds = Number(v)
   else if (k === '--send') args.send = v
   else if (k === '--dht-bootstrap') args.dhtBootstrap = v
+  else if (k === '--dns-server') args.dnsServers.push(v)
   else usage(`unknown argument ${k}`)
 }
 function usage (msg) {
@@ -47,7 +49,8 @@ process.on('uncaughtException', (err) => {
 
 // Never a DHT with default options: the public bootstrap routers must not be contacted.
 const dht = args.dhtBootstrap ? { bootstrap: [args.dhtBootstrap] } : false
-const dns = args.mdns ? {} : false
+let dns = args.mdns ? {} : false
+if (args.dnsServers.length) dns = { servers: args.dnsServers, multicast: !!args.mdns }
 const sw = swarmFactory({ utp: false, dns, dht, id })
 
 // Ports are recorded at 'handshaking' because a destroyed socket may no longer know them.

@@ -73,6 +73,8 @@ pub struct Config {
     pub dht_interval: Option<Duration>,
     /// Multicast DNS discovery (dns-discovery on the LAN), if on.
     pub mdns: Option<crate::mdns::MdnsConfig>,
+    /// Unicast dns-discovery servers (resolved); none by default, as discovery-swarm.
+    pub dns_servers: Vec<crate::dnsd::ServerAddr>,
     /// How a topic becomes its discovery key (discovery-channel's `hash` option): SHA-1 (the
     /// default), the raw topic bytes, or a caller's function; truncated to 20 bytes. Used by
     /// mDNS (the DNS name) and the DHT (the info-hash, zero-padded).
@@ -131,6 +133,7 @@ impl Config {
             dht: None,
             dht_interval: None,
             mdns: None,
+            dns_servers: Vec::new(),
             topic_hash: crate::mdns::KeyHash::Sha1,
             crossing_grace: Duration::from_millis(500),
             seed,
@@ -200,6 +203,13 @@ impl Config {
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
         self.mdns = Some(crate::mdns::MdnsConfig::new(secret, self.seed));
+        self
+    }
+
+    /// Uses these dns-discovery servers (resolved addresses; `dnsd::ServerSpec` parses
+    /// Node's `host[:port[,secondary]]`).
+    pub fn with_dns_servers(mut self, servers: Vec<crate::dnsd::ServerAddr>) -> Self {
+        self.dns_servers = servers;
         self
     }
 

@@ -54,6 +54,7 @@ pub(crate) fn new_map<K, V>(seed: u64) -> Map<K, V> {
 pub mod config;
 pub mod dedup;
 pub mod dht;
+pub mod dnsd;
 pub mod event;
 pub mod handshake;
 pub mod mdns;

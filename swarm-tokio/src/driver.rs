@@ -145,6 +145,8 @@ pub(crate) struct Driver {
     mdns: Option<Udp>,
     /// The swarm's own UDP port, when uTP or the DHT is on.
     swarm_udp: Option<Udp>,
+    /// The unicast DNS client's own socket (uTP off, PROTOCOLS.md 1.11).
+    dns_udp: Option<Udp>,
     datagram_buf: Vec<u8>,
 }
 
@@ -178,6 +180,7 @@ impl Driver {
             accept_paused_until: None,
             mdns: None,
             swarm_udp: None,
+            dns_udp: None,
             datagram_buf: vec![0; DATAGRAM_MAX],
         }
     }
@@ -221,6 +224,7 @@ impl Driver {
                     [
                         (UdpSocket::Mdns, self.mdns.as_ref().map(|u| &u.recv)),
                         (UdpSocket::Swarm, self.swarm_udp.as_ref().map(|u| &u.recv)),
+                        (UdpSocket::Dns, self.dns_udp.as_ref().map(|u| &u.recv)),
                     ],
                     &mut self.datagram_buf,
                 ) => self.on_datagram(socket, received),
@@ -277,7 +281,9 @@ impl Driver {
         match command {
             Command::Core(run) => run(&mut self.core, now),
             Command::Listen { port, reply } => {
-                let with_udp = self.core.config().dht.is_some();
+                let config = self.core.config();
+                let dns = !config.dns_servers.is_empty();
+                let with_udp = config.dht.is_some() || (dns && config.utp);
                 let result = bind(port, with_udp).await.map(|(listener, udp, port)| {
                     self.listener = Some(listener);
                     self.swarm_udp = udp;
@@ -286,6 +292,9 @@ impl Driver {
                 if let Ok(port) = result {
                     if self.core.config().mdns.is_some() {
                         self.open_mdns();
+                    }
+                    if dns && !self.core.config().utp {
+                        self.dns_udp = open_dns_socket();
                     }
                     self.core.handle_input(now, Input::Listening { port });
                 }
@@ -439,6 +448,7 @@ impl Driver {
         let udp = match socket {
             UdpSocket::Mdns => self.mdns.as_ref(),
             UdpSocket::Swarm => self.swarm_udp.as_ref(),
+            UdpSocket::Dns => self.dns_udp.as_ref(),
         };
         if let Some(Err(e)) = udp.map(|udp| udp.send.send_to(data, to)) {
             tracing::debug!(?socket, %to, error = %e, "datagram dropped");
@@ -614,7 +624,7 @@ fn event_conn(event: &Event) -> Option<ConnId> {
 
 /// The next datagram on any of the open UDP sockets.
 async fn recv(
-    sockets: [(UdpSocket, Option<&tokio::net::UdpSocket>); 2],
+    sockets: [(UdpSocket, Option<&tokio::net::UdpSocket>); 3],
     buf: &mut [u8],
 ) -> (UdpSocket, io::Result<(usize, SocketAddr)>) {
     std::future::poll_fn(|cx| {
@@ -635,6 +645,18 @@ async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, Socket
     match listener {
         Some(listener) => listener.accept().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The unicast DNS client's socket: IPv4 (dns-discovery is), any port. Best effort, as mDNS.
+fn open_dns_socket() -> Option<Udp> {
+    let bound = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).and_then(Udp::new);
+    match bound {
+        Ok(udp) => Some(udp),
+        Err(e) => {
+            tracing::warn!(error = %e, "dns-discovery servers are off: cannot open a UDP socket");
+            None
+        }
     }
 }
 

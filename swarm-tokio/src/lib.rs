@@ -191,6 +191,14 @@ impl SwarmBuilder {
         self
     }
 
+    /// Adds a dns-discovery server (repeatable; none by default, as discovery-swarm). Resolve
+    /// Node's `host[:port[,secondary]]` with [`resolve_dns_server`]. Without uTP the client
+    /// gets its own UDP socket on a random port.
+    pub fn dns_server(mut self, server: swarm_core::dnsd::ServerAddr) -> Self {
+        self.config.dns_servers.push(server);
+        self
+    }
+
     /// Relative jitter on retry waits, in `[0, 1)`.
     pub fn retry_jitter(mut self, jitter: f64) -> Self {
         self.config.retry_jitter = jitter;
@@ -380,4 +388,27 @@ impl Stream for Swarm {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SwarmEvent>> {
         self.events.poll_recv(cx)
     }
+}
+
+/// Resolves a dns-discovery server as Node writes it: `host` (ports 5300, then 53),
+/// `host:port` or `host:port,secondary`. The host is looked up once, to its first IPv4
+/// address (dns-discovery is IPv4 only). Blocking: call it before starting.
+pub fn resolve_dns_server(spec: &str) -> std::io::Result<swarm_core::dnsd::ServerAddr> {
+    use std::net::ToSocketAddrs;
+    let parsed: swarm_core::dnsd::ServerSpec = spec
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let addr = (parsed.host.as_str(), parsed.port)
+        .to_socket_addrs()?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{} has no IPv4 address", parsed.host),
+            )
+        })?;
+    Ok(swarm_core::dnsd::ServerAddr {
+        addr,
+        secondary: parsed.secondary,
+    })
 }

@@ -33,7 +33,7 @@
 //! - A questions are answered only when [`MdnsConfig::local_ip`] is set.
 
 mod engine;
-mod limit;
+pub(crate) mod limit;
 pub mod topic;
 pub mod txt;
 pub mod wire;

@@ -239,10 +239,25 @@ pub struct Writer {
 impl Writer {
     /// Starts a packet with the given header counts.
     pub fn start(&mut self, flags: u16, qd: u16, an: u16) {
+        self.start_message(0, flags, [qd, an, 0]);
+    }
+
+    /// Starts a packet with an id and the question, answer and additional counts (unicast
+    /// dns-discovery carries its TXT payload in the additional section).
+    pub fn start_message(&mut self, id: u16, flags: u16, [qd, an, ar]: [u16; 3]) {
         self.buf.clear();
-        for v in [0, flags, qd, an, 0, 0] {
+        for v in [id, flags, qd, an, 0, ar] {
             self.buf.extend_from_slice(&v.to_be_bytes());
         }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 
     /// Writes a dotted name uncompressed, as dns-packet does. Callers pass only names they

@@ -40,7 +40,7 @@ impl Swarm {
         };
         let reason = if !self.whitelisted(key.addr.ip()) {
             Some(RejectReason::Whitelist)
-        } else if self.peers.get(&key).is_some_and(|p| p.banned) {
+        } else if self.peers.get(&key).is_some_and(|p| p.banned) || self.self_addr(key.addr) {
             Some(RejectReason::Banned)
         } else if self.is_duplicate(&key) {
             Some(RejectReason::Duplicate)

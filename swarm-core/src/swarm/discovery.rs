@@ -1,9 +1,9 @@
 //! Topics and the discovery mechanisms that serve them (what Node calls discovery-channel):
-//! multicast DNS on the LAN and the Mainline DHT; unicast DNS servers will plug in the same
-//! way.
+//! multicast DNS on the LAN, unicast dns-discovery servers and the Mainline DHT.
 
 use super::*;
 use crate::dht::{DhtEvent, LookupId, NodeId};
+use crate::dnsd::{DnsClient, DnsClientConfig, DnsEvent, WhoamiResult};
 use crate::mdns::MdnsEvent;
 use core::time::Duration;
 use rand_core::RngCore;
@@ -53,6 +53,9 @@ impl Swarm {
                 mdns.join(topic.clone(), announce, port);
                 mdns.handle_timeout(now);
             }
+            if let Some(dns) = self.dns.as_mut() {
+                dns.join(now, topic.clone(), announce, port);
+            }
             if start_dht {
                 self.start_first_round(now, topic);
             }
@@ -69,6 +72,10 @@ impl Swarm {
         }
         if let Some(mdns) = self.mdns.as_mut() {
             mdns.leave(topic);
+        }
+        if let Some(dns) = self.dns.as_mut() {
+            // Its unannounces go out at the next `handle_timeout` (due at once).
+            dns.leave(topic);
         }
         true
     }
@@ -87,10 +94,16 @@ impl Swarm {
             if let (Some(mdns), Some(port)) = (self.mdns.as_mut(), self.port) {
                 mdns.join(topic.clone(), announce, port);
             }
+            if let (Some(dns), Some(port)) = (self.dns.as_mut(), self.port) {
+                dns.join(now, topic.clone(), announce, port);
+            }
             self.start_first_round(now, topic);
         }
         if let Some(mdns) = self.mdns.as_mut() {
             mdns.handle_timeout(now);
+        }
+        if let Some(dns) = self.dns.as_mut() {
+            dns.start(now);
         }
         self.pump_discovery(now);
     }
@@ -151,25 +164,58 @@ impl Swarm {
         }
     }
 
-    /// Routes a datagram on the swarm's UDP port, in the order of PROTOCOLS.md 1.11: uTP
-    /// that belongs to a connection (or a SYN), else a bencoded dictionary to KRPC, else
-    /// DNS, else a uTP-shaped leftover to the uTP socket (a rate-limited RST).
+    /// Routes a datagram on the swarm's UDP port, in the order of PROTOCOLS.md 1.11: uTP that
+    /// belongs to a connection (or a SYN); else KRPC if it is a bencoded dictionary, and the
+    /// DNS client sees it too, as Node's (a DNS id may start with `d`; the client takes only
+    /// answers to its own queries and pushes from its servers); a uTP-shaped leftover that
+    /// neither took goes to the uTP socket (a rate-limited RST).
     pub(super) fn on_swarm_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if self.utp_claims(from, data) {
             self.on_utp_datagram(now, from, data);
-        } else if is_bencoded_dict(data) {
+            return;
+        }
+        let mut taken = false;
+        if is_bencoded_dict(data) {
             if let Some(dht) = self.dht.as_mut() {
                 dht.handle_datagram(now, from, data);
+                taken = true;
             }
-        } else if !self.on_dns_datagram(now, from, data) {
+        }
+        taken |= self.on_dns_datagram(now, from, data);
+        if !taken {
             self.on_utp_datagram(now, from, data);
         }
-        self.pump_discovery(now);
     }
 
-    /// Unicast DNS replies on the swarm port; returns whether the datagram was DNS.
-    fn on_dns_datagram(&mut self, _now: Instant, _from: SocketAddr, _data: &[u8]) -> bool {
-        false
+    /// A datagram for the unicast dns-discovery client (its own socket, or the swarm's);
+    /// returns whether the client took it.
+    pub(super) fn on_dns_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> bool {
+        let taken = match self.dns.as_mut() {
+            Some(dns) => dns.handle_datagram(now, from, data),
+            None => false,
+        };
+        self.pump_discovery(now);
+        taken
+    }
+
+    /// Our own address as the servers see it: whoami's confirmed `host:port` (Node bans it
+    /// for every topic), and, beyond Node, our public host with our listening port (what the
+    /// servers list back for our own announce when the DNS socket is not the swarm's), so we
+    /// do not dial ourselves only to detect it at the handshake.
+    pub(super) fn self_addr(&self, addr: SocketAddr) -> bool {
+        let Some(me) = self.public_addr() else {
+            return false;
+        };
+        let SocketAddr::V4(addr) = addr else {
+            return false;
+        };
+        addr.ip() == me.ip()
+            && ((me.port() != 0 && addr.port() == me.port()) || Some(addr.port()) == self.port)
+    }
+
+    /// Our public address as the dns-discovery servers see it (port 0: not confirmed).
+    pub fn public_addr(&self) -> Option<std::net::SocketAddrV4> {
+        self.dns.as_ref().and_then(DnsClient::public_addr)
     }
 
     /// A multicast DNS datagram (port 5353: other mDNS traffic is skipped by the engine).
@@ -183,7 +229,8 @@ impl Swarm {
     pub(super) fn discovery_timeout(&self) -> Option<Instant> {
         let dht = self.dht.as_ref().and_then(|dht| dht.poll_timeout());
         let mdns = self.mdns.as_ref().and_then(|mdns| mdns.poll_timeout());
-        [dht, mdns].into_iter().flatten().min()
+        let dns = self.dns.as_ref().and_then(DnsClient::poll_timeout);
+        [dht, mdns, dns].into_iter().flatten().min()
     }
 
     pub(super) fn handle_discovery_timeout(&mut self, now: Instant) {
@@ -195,6 +242,11 @@ impl Swarm {
         if let Some(mdns) = self.mdns.as_mut() {
             if mdns.poll_timeout().is_some_and(|at| at <= now) {
                 mdns.handle_timeout(now);
+            }
+        }
+        if let Some(dns) = self.dns.as_mut() {
+            if dns.poll_timeout().is_some_and(|at| at <= now) {
+                dns.handle_timeout(now);
             }
         }
         self.pump_discovery(now);
@@ -214,6 +266,27 @@ impl Swarm {
                 match event {
                     MdnsEvent::Peer { topic, addr } => found.push((topic, addr, PeerSource::Dns)),
                     MdnsEvent::FirstRound { topic } => first_rounds.push((topic, None)),
+                }
+            }
+        }
+        if let Some(dns) = self.dns.as_mut() {
+            // With uTP on, the DNS client shares the swarm socket, as Node's (PROTOCOLS.md 1.11).
+            let socket = if self.config.utp {
+                UdpSocket::Swarm
+            } else {
+                UdpSocket::Dns
+            };
+            while let Some((to, data)) = dns.poll_transmit() {
+                self.outputs
+                    .push_back(Output::Transmit { socket, to, data });
+            }
+            while let Some(event) = dns.poll_event() {
+                match event {
+                    DnsEvent::Peer { topic, addr } => found.push((topic, addr, PeerSource::Dns)),
+                    DnsEvent::Whoami(WhoamiResult::Found(me)) => {
+                        tracing::debug!(%me, "whoami: our public address");
+                    }
+                    DnsEvent::Whoami(WhoamiResult::Failed) => tracing::debug!("whoami failed"),
                 }
             }
         }
@@ -270,4 +343,16 @@ fn is_bencoded_dict(data: &[u8]) -> bool {
         bencode::parse(data, bencode::Limits::KRPC),
         Ok(bencode::Value::Dict(_))
     )
+}
+
+/// The unicast dns-discovery client of a configuration, if it names servers. With uTP on it
+/// shares the swarm socket and announces the port the servers see (Node's `impliedPort`).
+pub(super) fn dns_client(config: &Config) -> Option<DnsClient> {
+    if config.dns_servers.is_empty() {
+        return None;
+    }
+    let mut dns = DnsClientConfig::new(config.dns_servers.clone(), config.seed);
+    dns.hash = config.topic_hash.clone();
+    dns.implied_port = config.utp;
+    Some(DnsClient::new(dns))
 }

@@ -44,8 +44,11 @@ pub enum CloseCause {
 pub enum UdpSocket {
     /// Multicast DNS: port 5353, the mDNS group joined.
     Mdns,
-    /// The swarm's own port (the TCP port's number): uTP, the DHT and unicast DNS.
+    /// The swarm's own port (the TCP port's number): uTP, the DHT, and unicast DNS when uTP
+    /// is on.
     Swarm,
+    /// Unicast DNS when uTP is off: its own socket on a random port (PROTOCOLS.md 1.11).
+    Dns,
 }
 
 /// Something that happened outside the core.
@@ -171,6 +174,8 @@ pub struct Swarm {
     mdns: Option<crate::mdns::MdnsDiscovery>,
     /// The uTP socket on the swarm port and its streams, when uTP is enabled.
     utp: Option<utp::UtpState>,
+    /// Unicast dns-discovery servers, when configured.
+    dns: Option<crate::dnsd::DnsClient>,
     /// Dials in flight plus connections from `handshaking` until closed (Node's
     /// `totalConnections`).
     total: usize,
@@ -194,6 +199,7 @@ impl Swarm {
             crate::mdns::MdnsDiscovery::new(mdns)
         });
         let utp = (config.utp && config.utp_in_core).then(|| utp::UtpState::new(seed));
+        let dns = discovery::dns_client(&config);
         Ok(Swarm {
             handshake_bytes: encode_handshake(&config.id),
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
@@ -211,6 +217,7 @@ impl Swarm {
             dht,
             mdns,
             utp,
+            dns,
             total: 0,
             established: 0,
             next_id: 0,
@@ -338,6 +345,9 @@ impl Swarm {
         match socket {
             UdpSocket::Swarm => self.on_swarm_datagram(now, from, data),
             UdpSocket::Mdns => self.on_mdns_datagram(now, from, data),
+            UdpSocket::Dns => {
+                self.on_dns_datagram(now, from, data);
+            }
         }
     }
 

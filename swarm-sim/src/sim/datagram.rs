@@ -16,7 +16,7 @@ impl Sim {
         self.net.datagrams.sent += 1;
         let port = match socket {
             UdpSocket::Mdns => MDNS_PORT,
-            UdpSocket::Swarm => self.hosts[h].port,
+            UdpSocket::Swarm | UdpSocket::Dns => self.hosts[h].port,
         };
         let from = SocketAddr::new(IpAddr::V4(self.hosts[h].ip), port);
         if self.net.is_isolated(h, self.now) {

@@ -1,6 +1,7 @@
 //! `discovery-swarm`: join topics and report (or pipe) every connection.
 
 mod dht_node;
+mod dns_server;
 mod output;
 mod pipe;
 
@@ -28,6 +29,9 @@ enum Command {
     /// Run a standalone Mainline DHT node (for example the bootstrap node of a private
     /// network): it answers queries and stores announces.
     DhtNode(DhtNodeArgs),
+    /// Run a dns-discovery server (Node's `dns-discovery listen`): peers announce and look
+    /// topics up through it with `--dns-server`.
+    DnsServer(dns_server::DnsServerArgs),
 }
 
 #[derive(Args)]
@@ -73,6 +77,10 @@ struct JoinArgs {
     /// Turn multicast DNS (LAN discovery) off.
     #[arg(long)]
     no_mdns: bool,
+    /// Find peers through this dns-discovery server: HOST (ports 5300, then 53), HOST:PORT or
+    /// HOST:PORT,SECONDARY (repeatable).
+    #[arg(long = "dns-server", value_name = "HOST[:PORT]", value_parser = parse_dns_server)]
+    dns_servers: Vec<swarm_core::dnsd::ServerAddr>,
     /// Join the mDNS group only on the interfaces with these IPv4 addresses (default: all).
     #[arg(long, value_delimiter = ',', value_name = "IP,...")]
     mdns_interface: Vec<std::net::Ipv4Addr>,
@@ -112,6 +120,10 @@ fn parse_peer(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+fn parse_dns_server(text: &str) -> Result<swarm_core::dnsd::ServerAddr, String> {
+    swarm_tokio::resolve_dns_server(text).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -131,6 +143,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Join(args) => runtime.block_on(join(args)),
         Command::DhtNode(args) => runtime.block_on(dht_node::run(args.port, args.dht_bootstrap)),
+        Command::DnsServer(args) => runtime.block_on(dns_server::run(args)),
     }
 }
 
@@ -145,6 +158,9 @@ async fn join(args: JoinArgs) -> ExitCode {
     }
     if !args.no_dht && !args.dht_bootstrap.is_empty() {
         builder = builder.dht(args.dht_bootstrap.clone());
+    }
+    for server in &args.dns_servers {
+        builder = builder.dns_server(*server);
     }
     if let Some(HexId(id)) = args.id {
         builder = builder.id(id);
