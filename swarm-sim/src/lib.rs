@@ -21,6 +21,7 @@
 //! assert_eq!(sim.links().len(), 1);
 //! ```
 
+pub mod internet;
 pub mod invariants;
 pub mod network;
 pub mod node;
@@ -30,6 +31,7 @@ pub mod scenarios;
 mod sim;
 pub mod trace;
 
+pub use internet::{NatConfig, NatKind, WanConfig};
 pub use invariants::Violation;
 pub use network::{DatagramStats, HostId, NetConfig, PipeId, SegmentConfig, SegmentId};
 pub use node::HostState;

@@ -5,6 +5,7 @@
 //! precedes that of an earlier packet in the same direction, so a later send never overtakes
 //! an earlier one.
 
+use crate::internet::Internet;
 use crate::rng::SimRng;
 use bytes::Bytes;
 use core::time::Duration;
@@ -181,6 +182,10 @@ pub struct Network {
     pub pipes: BTreeMap<PipeId, Pipe>,
     pub segments: Vec<SegmentConfig>,
     pub datagrams: DatagramStats,
+    /// The routed internet between segments.
+    pub internet: Internet,
+    /// The segment each host is on.
+    pub host_segment: Vec<SegmentId>,
     links: BTreeMap<(HostId, HostId), Duration>,
     /// Hosts cut off from the network until the given instant: their packets wait (TCP
     /// retransmits) and arrive no earlier than that plus the link latency.
@@ -208,7 +213,11 @@ impl Network {
         if a == b {
             return self.cfg.loopback;
         }
-        let (lo, hi) = self.cfg.latency;
+        let (lo, hi) = if self.segment(a) == self.segment(b) {
+            self.cfg.latency
+        } else {
+            self.internet.wan.latency
+        };
         *self
             .links
             .entry((a.min(b), a.max(b)))
@@ -253,10 +262,39 @@ impl Network {
         id
     }
 
-    /// The arrival time of a packet sent now towards side `to`: link latency plus jitter,
-    /// never before the previous packet in that direction.
-    pub fn arrival(&mut self, rng: &mut SimRng, now: Instant, pipe: PipeId, to: Side) -> Instant {
+    /// The segment of `h` (0 for a host the table does not know yet).
+    pub fn segment(&self, h: HostId) -> SegmentId {
+        self.host_segment.get(h).copied().unwrap_or(0)
+    }
+
+    /// The arrival time of `bytes` sent now towards side `to`: uplink queueing, link
+    /// latency plus jitter, never before the previous packet in that direction. While a
+    /// host is isolated or a partition cuts the direction, packets wait (TCP retransmits)
+    /// and arrive no earlier than the heal plus the latency.
+    pub fn arrival(
+        &mut self,
+        rng: &mut SimRng,
+        now: Instant,
+        pipe: PipeId,
+        to: Side,
+        bytes: usize,
+    ) -> Instant {
         let jitter = rng.duration(Duration::ZERO, self.cfg.jitter);
+        let Some(p) = self.pipes.get(&pipe) else {
+            return now;
+        };
+        let (from_host, to_host) = (p.end(to.other()).host, p.end(to).host);
+        let sent = match from_host {
+            Some(h) => self.internet.departure(h, bytes, now),
+            None => now,
+        };
+        let partition = match (from_host, to_host) {
+            (Some(a), Some(b)) => {
+                let (sa, sb) = (self.segment(a), self.segment(b));
+                self.internet.blocked_until(sa, sb, now)
+            }
+            _ => None,
+        };
         let Some(p) = self.pipes.get_mut(&pipe) else {
             return now;
         };
@@ -264,8 +302,9 @@ impl Network {
             .ends
             .iter()
             .filter_map(|e| e.host.and_then(|h| self.isolated.get(&h)))
+            .chain(partition.as_ref())
             .max()
-            .map_or(now, |until| (*until).max(now));
+            .map_or(sent, |until| (*until).max(sent));
         let at = (cut + p.latency + jitter).max(p.last_arrival[to as usize]);
         p.last_arrival[to as usize] = at;
         at

@@ -67,6 +67,12 @@ pub struct Host {
     pub incarnation: u32,
     /// Bumped whenever a new timer event is queued; older ones are stale.
     pub timer_gen: u64,
+    /// How far the host's monotonic clock is ahead of the simulation's (clock steps only
+    /// go forward: a monotonic clock never runs back, but a paused VM or a suspended
+    /// process sees it jump).
+    pub clock_offset: core::time::Duration,
+    /// The topics the application joined (with `announce`), joined again after a restart.
+    pub topics: Vec<(Bytes, bool)>,
     next_ephemeral: u16,
 }
 
@@ -82,6 +88,8 @@ impl Host {
             node: None,
             incarnation: 0,
             timer_gen: 0,
+            clock_offset: core::time::Duration::ZERO,
+            topics: Vec::new(),
             next_ephemeral: 49152,
         }
     }

@@ -4,7 +4,7 @@ use super::{Ev, LogEntry, Sim, SimResult};
 use crate::network::{EndState, HostId, Packet, PipeId, Side};
 use crate::trace::describe;
 use core::time::Duration;
-use swarm_core::{ConnId, Event, Input, Output};
+use swarm_core::{ConnId, Event, Input, Instant, Output};
 
 impl Sim {
     /// Drains `h`'s outputs, checks its invariants and re-arms its timer.
@@ -39,12 +39,18 @@ impl Sim {
                 transport,
             } => {
                 node.check.on_dial(conn);
-                let target = self.by_ip.get(&addr.ip()).copied();
+                let (target, refused) = self.route_dial(h, addr);
                 let pipe = self
                     .net
                     .open(&mut self.rng, h, conn, target, addr.port(), transport);
                 self.node_mut(h).conns.insert(conn, pipe);
-                self.send(pipe, Side::Acceptor, Packet::Syn);
+                if refused {
+                    // A NAT answers the SYN with a RST.
+                    self.set_end(pipe, Side::Acceptor, EndState::Closed);
+                    self.send(pipe, Side::Dialer, Packet::Refuse);
+                } else {
+                    self.send(pipe, Side::Acceptor, Packet::Syn);
+                }
             }
             Output::Transmit { socket, to, data } => self.transmit(h, socket, to, data),
             Output::Send { conn, data } => {
@@ -68,7 +74,7 @@ impl Sim {
 
     /// Feeds one held chunk to a connection that wants to read again. Returns whether it did.
     pub(super) fn feed_held(&mut self, h: HostId) -> bool {
-        let now = self.now;
+        let now = self.host_now(h);
         let Some(node) = self.hosts[h].node.as_mut() else {
             return false;
         };
@@ -183,6 +189,7 @@ impl Sim {
     pub(super) fn arm(&mut self, h: HostId) {
         let now = self.now;
         let host = &mut self.hosts[h];
+        let offset = host.clock_offset;
         let Some(node) = host.node.as_mut() else {
             return;
         };
@@ -193,6 +200,8 @@ impl Sim {
         node.armed = deadline;
         host.timer_gen += 1;
         if let Some(at) = deadline {
+            // The deadline is on the host's clock.
+            let at = Instant::from_micros(at.as_micros().saturating_sub(offset.as_micros() as u64));
             let gen = host.timer_gen;
             let late = if self.cfg.timer_slack.is_zero() {
                 Duration::ZERO

@@ -6,8 +6,10 @@
 mod datagram;
 mod driver;
 mod inspect;
+mod route;
 mod wire;
 
+use crate::internet::{NatConfig, WanConfig};
 use crate::invariants::{NodeCheck, Violation};
 use crate::network::{
     EndState, HostId, NetConfig, Network, Packet, PipeId, SegmentConfig, SegmentId, Side,
@@ -40,6 +42,9 @@ pub struct SimConfig {
     pub app_data: bool,
     /// Report inbound addresses IPv4-mapped (`::ffff:a.b.c.d`), as a dual-stack listener does.
     pub mapped_inbound: bool,
+    /// A restarted host keeps its peer id (the same process configuration starting again,
+    /// state lost); otherwise each incarnation draws a fresh id.
+    pub restart_keeps_id: bool,
 }
 
 impl SimConfig {
@@ -53,6 +58,7 @@ impl SimConfig {
             timer_slack: Duration::ZERO,
             app_data: true,
             mapped_inbound: false,
+            restart_keeps_id: false,
         }
     }
 }
@@ -106,6 +112,22 @@ pub enum Action {
     Poke {
         host: HostId,
     },
+    /// Cut traffic from segment `from` to segment `to` (and back unless `one_way`) for
+    /// `duration`: datagrams are lost, TCP packets wait for the heal.
+    Partition {
+        from: SegmentId,
+        to: SegmentId,
+        one_way: bool,
+        duration: Duration,
+    },
+    /// The host's monotonic clock jumps forward by `by`.
+    ClockStep {
+        host: HostId,
+        by: Duration,
+    },
+    /// Faults stop: partitions heal, LAN and WAN loss, duplication, reordering and the
+    /// bandwidth limit are switched off.
+    Calm,
 }
 
 enum Ev {
@@ -210,8 +232,30 @@ impl Sim {
         assert!(segment < self.net.segments.len(), "no segment {segment}");
         let h = self.push_host(HostState::Running, Some(template));
         self.hosts[h].segment = segment;
+        self.net.host_segment[h] = segment;
         self.start(h);
         h
+    }
+
+    /// Puts `segment` (not 0) behind a NAT; its public address is `100.64.0.<segment>`.
+    pub fn add_nat(&mut self, segment: SegmentId, cfg: NatConfig) {
+        assert!(
+            segment > 0 && segment < 256,
+            "segment 0 is the public internet"
+        );
+        let ip = std::net::Ipv4Addr::new(100, 64, 0, segment as u8);
+        self.net.internet.add_nat(segment, cfg, ip);
+    }
+
+    /// Sets the wide-area link parameters.
+    pub fn set_wan(&mut self, wan: WanConfig) {
+        self.net.internet.wan = wan;
+    }
+
+    /// The public address of `segment`'s NAT, if it has one.
+    pub fn nat_ip(&self, segment: SegmentId) -> Option<IpAddr> {
+        let nat = self.net.internet.nats.get(&segment)?;
+        Some(IpAddr::V4(nat.public_ip))
     }
 
     /// Adds a host without a core in the given state (`Mute`, `Refusing` or `Blackholed`).
@@ -223,6 +267,7 @@ impl Sim {
     fn push_host(&mut self, state: HostState, template: Option<Config>) -> HostId {
         let h = self.hosts.len();
         let host = Host::new(h, state, template);
+        self.net.host_segment.push(host.segment);
         self.by_ip.insert(IpAddr::V4(host.ip), h);
         self.hosts.push(host);
         h
@@ -235,7 +280,8 @@ impl Sim {
         host.incarnation += 1;
         let inc = u64::from(host.incarnation);
         let id_len = config.id.len().max(1);
-        config.id = SimRng::new(derive(seed, &[1, h as u64, inc]))
+        let id_inc = if self.cfg.restart_keeps_id { 1 } else { inc };
+        config.id = SimRng::new(derive(seed, &[1, h as u64, id_inc]))
             .bytes(id_len)
             .into();
         config.seed = derive(seed, &[2, h as u64, inc]);
@@ -247,7 +293,12 @@ impl Sim {
             mdns.local_ip = Some(host.ip);
         }
         let mut core = Swarm::new(config).expect("invalid node configuration");
-        core.handle_input(self.now, Input::Listening { port: host.port });
+        let now = self.now + host.clock_offset;
+        core.handle_input(now, Input::Listening { port: host.port });
+        // The application joins its topics again.
+        for (topic, announce) in &host.topics {
+            core.join(now, topic.clone(), *announce);
+        }
         let check = NodeCheck::new(&core, self.cfg.strict_total);
         host.node = Some(Node {
             core,
@@ -307,7 +358,7 @@ impl Sim {
 
     /// Runs `f` on a running host's core, then drains its outputs. No-op if it is down.
     pub fn with_core(&mut self, h: HostId, f: impl FnOnce(&mut Swarm, Instant)) -> SimResult {
-        let now = self.now;
+        let now = self.host_now(h);
         let Some(node) = self.hosts[h].node.as_mut() else {
             return Ok(());
         };
@@ -493,10 +544,14 @@ impl Sim {
                 announce,
             } => {
                 self.sim_line(format!("join n{host} announce={announce}"));
+                let topics = &mut self.hosts[host].topics;
+                topics.retain(|(t, _)| *t != topic);
+                topics.push((topic.clone(), announce));
                 self.with_core(host, |core, now| core.join(now, topic, announce))
             }
             Action::Leave { host, topic } => {
                 self.sim_line(format!("leave n{host}"));
+                self.hosts[host].topics.retain(|(t, _)| *t != topic);
                 self.with_core(host, |core, _| {
                     core.leave(&topic);
                 })
@@ -504,6 +559,36 @@ impl Sim {
             Action::Poke { host } => {
                 self.sim_line(format!("poke n{host}"));
                 self.with_core(host, |core, now| core.handle_timeout(now))
+            }
+            Action::Partition {
+                from,
+                to,
+                one_way,
+                duration,
+            } => {
+                let arrow = if one_way { "->" } else { "<->" };
+                self.sim_line(format!("partition s{from} {arrow} s{to} for {duration:?}"));
+                let until = self.now + duration;
+                self.net.internet.block(from, to, until);
+                if !one_way {
+                    self.net.internet.block(to, from, until);
+                }
+                Ok(())
+            }
+            Action::ClockStep { host, by } => {
+                self.sim_line(format!("clock-step n{host} +{by:?}"));
+                self.hosts[host].clock_offset += by;
+                // Timers now due fire at once.
+                self.with_core(host, |core, now| core.handle_timeout(now))
+            }
+            Action::Calm => {
+                self.sim_line("calm: faults stop".into());
+                self.net.internet.heal_all();
+                self.net.internet.wan = self.net.internet.wan.calm();
+                for s in &mut self.net.segments {
+                    *s = SegmentConfig::default();
+                }
+                Ok(())
             }
             Action::Isolate { host, duration } => {
                 self.sim_line(format!("isolate n{host} for {duration:?}"));
@@ -517,7 +602,7 @@ impl Sim {
         if self.hosts[h].timer_gen != gen {
             return Ok(());
         }
-        let now = self.now;
+        let now = self.host_now(h);
         let Some(node) = self.hosts[h].node.as_mut() else {
             return Ok(());
         };
@@ -529,6 +614,11 @@ impl Sim {
     /// Records a named instant for the report.
     pub fn mark(&mut self, name: &'static str, at: Instant) {
         self.marks.push((name, at));
+    }
+
+    /// The time on `h`'s own clock.
+    pub(crate) fn host_now(&self, h: HostId) -> Instant {
+        self.now + self.hosts[h].clock_offset
     }
 
     fn node_mut(&mut self, h: HostId) -> &mut Node {
