@@ -95,6 +95,9 @@ fn main() -> ExitCode {
                                 at.as_micros() as f64 / 1e6
                             );
                         }
+                        for (name_of, n) in &report.counts {
+                            println!("{name} seed={seed} {name_of} {n}");
+                        }
                         if report.datagrams.sent > 0 {
                             println!("{name} seed={seed} datagrams {:?}", report.datagrams);
                         }

@@ -53,6 +53,12 @@ pub struct Node {
     pub check: NodeCheck,
 }
 
+/// The address of the host with this index: `10.x.y.z`, from `10.0.0.1` up.
+pub fn host_ip(index: usize) -> Ipv4Addr {
+    let n = index as u32 + 1;
+    Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8)
+}
+
 /// A simulated machine with one address.
 pub struct Host {
     pub ip: Ipv4Addr,
@@ -78,9 +84,8 @@ pub struct Host {
 
 impl Host {
     pub fn new(index: usize, state: HostState, template: Option<Config>) -> Self {
-        let n = index as u32 + 1;
         Host {
-            ip: Ipv4Addr::new(10, 0, (n >> 8) as u8, n as u8),
+            ip: host_ip(index),
             port: LISTEN_PORT,
             state,
             segment: 0,

@@ -35,6 +35,7 @@ impl Params {
 }
 
 pub mod lan;
+pub mod vopr;
 
 type Scenario = fn(&Params) -> Result<Sim, Violation>;
 
@@ -86,6 +87,11 @@ pub const SCENARIOS: &[(&str, Scenario, &str)] = &[
         "chaos with max_connections 1..=4 per node: limits hold",
     ),
     (
+        "vopr",
+        vopr::vopr,
+        "the seed draws the world and a fault plan; safety with faults, then liveness",
+    ),
+    (
         "lan",
         lan::lan,
         "N nodes (default 50) on one LAN join a topic: full mesh by mDNS alone",
@@ -126,6 +132,8 @@ pub struct Report {
     pub peak_total: usize,
     /// Instants the scenario measured.
     pub marks: Vec<(&'static str, Instant)>,
+    /// Figures the scenario measured.
+    pub counts: Vec<(&'static str, usize)>,
     pub datagrams: DatagramStats,
     pub lines: Option<Vec<String>>,
 }
@@ -150,6 +158,7 @@ impl Report {
             links: sim.links().len(),
             peak_total,
             marks: sim.marks().to_vec(),
+            counts: sim.counts().to_vec(),
             datagrams: sim.datagrams(),
             lines: sim.trace().lines().map(<[String]>::to_vec),
         }

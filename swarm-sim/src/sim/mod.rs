@@ -63,6 +63,16 @@ impl SimConfig {
     }
 }
 
+/// An address as a table key: IPv4-mapped IPv6 as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    route::to_v4(ip)
+}
+
+/// The public address of `segment`'s NAT.
+pub fn nat_public_ip(segment: SegmentId) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(100, 64, (segment >> 8) as u8, segment as u8)
+}
+
 /// Something a scenario schedules for later.
 #[derive(Clone, Debug)]
 pub enum Action {
@@ -180,6 +190,8 @@ pub struct Sim {
     steps: u64,
     /// Named instants a scenario measured (e.g. when a mesh converged).
     marks: Vec<(&'static str, Instant)>,
+    /// Named figures a scenario measured (e.g. pairs NAT keeps apart).
+    counts: Vec<(&'static str, usize)>,
 }
 
 type SimResult<T = ()> = Result<T, Violation>;
@@ -197,6 +209,7 @@ impl Sim {
             log: Vec::new(),
             steps: 0,
             marks: Vec::new(),
+            counts: Vec::new(),
             cfg,
         }
     }
@@ -239,12 +252,10 @@ impl Sim {
 
     /// Puts `segment` (not 0) behind a NAT; its public address is `100.64.0.<segment>`.
     pub fn add_nat(&mut self, segment: SegmentId, cfg: NatConfig) {
-        assert!(
-            segment > 0 && segment < 256,
-            "segment 0 is the public internet"
-        );
-        let ip = std::net::Ipv4Addr::new(100, 64, 0, segment as u8);
-        self.net.internet.add_nat(segment, cfg, ip);
+        assert!(segment > 0, "segment 0 is the public internet");
+        self.net
+            .internet
+            .add_nat(segment, cfg, nat_public_ip(segment));
     }
 
     /// Sets the wide-area link parameters.
@@ -609,6 +620,16 @@ impl Sim {
         node.armed = None;
         node.core.handle_timeout(now);
         self.after(h)
+    }
+
+    /// Records a named figure for the report.
+    pub fn mark_count(&mut self, name: &'static str, n: usize) {
+        self.counts.push((name, n));
+    }
+
+    /// The figures the scenario recorded.
+    pub fn counts(&self) -> &[(&'static str, usize)] {
+        &self.counts
     }
 
     /// Records a named instant for the report.
