@@ -157,6 +157,12 @@ pub fn vopr(p: &Params) -> Result<Sim, Violation> {
         let mut c = Sim::node_config().with_mdns();
         c.utp = rng.chance(0.2);
         c.retry_jitter = if rng.chance(0.5) { 0.25 } else { 0.0 };
+        if keep_existing {
+            // Without jitter, keep-existing livelocks a crossed pair: each end keeps its
+            // own dial, closes the other's, both see their kept one closed and redial 1 s
+            // later in lockstep, forever (Node does the same). Jitter breaks the symmetry.
+            c.retry_jitter = 0.25;
+        }
         if rng.chance(limited_odds) {
             c.max_connections = rng.range(1, 4) as usize;
         }
@@ -198,6 +204,32 @@ pub fn vopr(p: &Params) -> Result<Sim, Violation> {
     }
 
     let n = world.hosts.len();
+    sim.note(format!(
+        "vopr world: {segments} segments (NAT: {}), {n} nodes, {topic_count} topics, \
+         keep_existing_connections={keep_existing}",
+        (1..segments)
+            .filter_map(|s| world.nat[s].map(|c| format!("s{s} {}", c.kind.as_str())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    for h in 0..n {
+        let c = sim.core(h).expect("started").config();
+        let topics: Vec<_> = world.topics[h]
+            .iter()
+            .map(|t| format!("vopr-t{t}"))
+            .collect();
+        sim.note(format!(
+            "vopr n{h}: {} segment s{} max_connections={} whitelist={} utp={} \
+             retry_jitter={} topics={}",
+            sim.addr(h),
+            world.segment[h],
+            c.max_connections,
+            world.whitelists[h].len(),
+            c.utp,
+            c.retry_jitter,
+            topics.join(",")
+        ));
+    }
     let at = |rng: &mut SimRng, lo: u64, hi: u64| Instant::from_micros(rng.range(lo, hi));
     for (i, &h) in world.hosts.iter().enumerate() {
         for &t in &world.topics[i] {

@@ -646,6 +646,11 @@ impl Sim {
         self.hosts[h].node.as_mut().expect("running host")
     }
 
+    /// Adds a scenario's line to the trace (what the run is about, readable).
+    pub fn note(&mut self, what: String) {
+        self.sim_line(what);
+    }
+
     fn sim_line(&mut self, what: String) {
         self.trace.record(self.now, "sim", &what);
     }
