@@ -29,3 +29,13 @@ fn vopr_is_deterministic() {
         assert_eq!(a.lines, b.lines);
     }
 }
+
+/// Seeds that once failed, kept as regressions.
+#[test]
+fn vopr_regressions() {
+    // A clock step left the node's timer queued on its old clock: a handshake never timed
+    // out (fixed in the simulator's clock-step handling).
+    for seed in [88_805_387_477_308] {
+        scenarios::run("vopr", &Params::new(seed)).unwrap_or_else(|v| panic!("{v}"));
+    }
+}

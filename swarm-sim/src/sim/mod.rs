@@ -589,6 +589,11 @@ impl Sim {
             Action::ClockStep { host, by } => {
                 self.sim_line(format!("clock-step n{host} +{by:?}"));
                 self.hosts[host].clock_offset += by;
+                // The queued timer was placed on the old clock: re-arm even if the core's
+                // deadline did not change.
+                if let Some(node) = self.hosts[host].node.as_mut() {
+                    node.armed = None;
+                }
                 // Timers now due fire at once.
                 self.with_core(host, |core, now| core.handle_timeout(now))
             }
@@ -638,7 +643,7 @@ impl Sim {
     }
 
     /// The time on `h`'s own clock.
-    pub(crate) fn host_now(&self, h: HostId) -> Instant {
+    pub fn host_now(&self, h: HostId) -> Instant {
         self.now + self.hosts[h].clock_offset
     }
 
