@@ -35,7 +35,8 @@ fn vopr_is_deterministic() {
 fn vopr_regressions() {
     // A clock step left the node's timer queued on its old clock: a handshake never timed
     // out (fixed in the simulator's clock-step handling).
-    for seed in [88_805_387_477_308] {
+    let seeds: &[u64] = &[88_805_387_477_308];
+    for &seed in seeds {
         scenarios::run("vopr", &Params::new(seed)).unwrap_or_else(|v| panic!("{v}"));
     }
 }
