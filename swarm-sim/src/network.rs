@@ -186,7 +186,8 @@ pub struct Network {
     pub internet: Internet,
     /// The segment each host is on.
     pub host_segment: Vec<SegmentId>,
-    links: BTreeMap<(HostId, HostId), Duration>,
+    /// Seeds each link's base latency (a hash of the pair: no table to grow with N²).
+    pub latency_seed: u64,
     /// Hosts cut off from the network until the given instant: their packets wait (TCP
     /// retransmits) and arrive no earlier than that plus the link latency.
     isolated: BTreeMap<HostId, Instant>,
@@ -202,14 +203,22 @@ impl Network {
         }
     }
 
+    /// A network whose link latencies are drawn from `latency_seed`.
+    pub fn with_seed(cfg: NetConfig, latency_seed: u64) -> Self {
+        Network {
+            latency_seed,
+            ..Network::new(cfg)
+        }
+    }
+
     /// The one-way delay of a datagram from `a` to `b`: the link latency plus fresh jitter
     /// (datagrams may overtake each other).
     pub fn datagram_delay(&mut self, rng: &mut SimRng, a: HostId, b: HostId) -> Duration {
-        let base = self.link_latency(rng, a, b);
+        let base = self.link_latency(a, b);
         base + rng.duration(Duration::ZERO, self.cfg.jitter)
     }
 
-    fn link_latency(&mut self, rng: &mut SimRng, a: HostId, b: HostId) -> Duration {
+    fn link_latency(&self, a: HostId, b: HostId) -> Duration {
         if a == b {
             return self.cfg.loopback;
         }
@@ -218,16 +227,17 @@ impl Network {
         } else {
             self.internet.wan.latency
         };
-        *self
-            .links
-            .entry((a.min(b), a.max(b)))
-            .or_insert_with(|| rng.duration(lo, hi))
+        let (lo, hi) = (lo.as_micros() as u64, hi.as_micros() as u64);
+        if hi <= lo {
+            return Duration::from_micros(lo);
+        }
+        let pair = crate::rng::derive(self.latency_seed, &[a.min(b) as u64, a.max(b) as u64]);
+        Duration::from_micros(lo + pair % (hi - lo + 1))
     }
 
     /// Opens a pipe from `dialer` (holding `conn`) towards `acceptor`.
     pub fn open(
         &mut self,
-        rng: &mut SimRng,
         dialer: HostId,
         conn: ConnId,
         acceptor: Option<HostId>,
@@ -235,7 +245,7 @@ impl Network {
         transport: Transport,
     ) -> PipeId {
         let latency = match acceptor {
-            Some(b) => self.link_latency(rng, dialer, b),
+            Some(b) => self.link_latency(dialer, b),
             None => self.cfg.latency.1,
         };
         let id = PipeId(self.next_pipe);

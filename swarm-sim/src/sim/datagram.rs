@@ -30,9 +30,9 @@ impl Sim {
         let targets: Vec<(HostId, u16, SocketAddr)> = if to == SocketAddr::V4(MDNS_GROUP) {
             let segment = self.hosts[h].segment;
             let from = SocketAddr::new(self.hosts[h].ip.into(), port);
-            (0..self.hosts.len())
-                .filter(|o| self.hosts[*o].segment == segment)
-                .map(|o| (o, MDNS_PORT, from))
+            self.members[segment]
+                .iter()
+                .map(|&o| (o, MDNS_PORT, from))
                 .collect()
         } else if to.ip().is_multicast() {
             Vec::new() // no other group is joined

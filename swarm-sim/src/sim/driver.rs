@@ -40,9 +40,7 @@ impl Sim {
             } => {
                 node.check.on_dial(conn);
                 let (target, refused) = self.route_dial(h, addr);
-                let pipe = self
-                    .net
-                    .open(&mut self.rng, h, conn, target, addr.port(), transport);
+                let pipe = self.net.open(h, conn, target, addr.port(), transport);
                 self.node_mut(h).conns.insert(conn, pipe);
                 if refused {
                     // A NAT answers the SYN with a RST.
@@ -105,8 +103,10 @@ impl Sim {
     }
 
     pub(super) fn on_event(&mut self, h: HostId, event: Event) -> SimResult {
-        self.trace
-            .record(self.now, &format!("n{h}"), &describe(&event));
+        if self.cfg.trace_events {
+            self.trace
+                .record(self.now, &format!("n{h}"), &describe(&event));
+        }
         let checked = self.node_mut(h).check.on_event(&event);
         checked.map_err(|m| self.violation(format!("n{h}: {m}")))?;
         if let Event::Connection {
@@ -118,12 +118,14 @@ impl Sim {
             self.check_connection(h, *conn, info.id.as_deref())?;
             self.app_start(h, *conn, early_data.len());
         }
-        self.log.push(LogEntry {
-            at: self.now,
-            host: h,
-            incarnation: self.hosts[h].incarnation,
-            event,
-        });
+        if self.cfg.keep_log {
+            self.log.push(LogEntry {
+                at: self.now,
+                host: h,
+                incarnation: self.hosts[h].incarnation,
+                event,
+            });
+        }
         Ok(())
     }
 

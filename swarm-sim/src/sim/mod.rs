@@ -42,6 +42,13 @@ pub struct SimConfig {
     pub app_data: bool,
     /// Report inbound addresses IPv4-mapped (`::ffff:a.b.c.d`), as a dual-stack listener does.
     pub mapped_inbound: bool,
+    /// Keep every core event in memory ([`Sim::log`]); scenarios read it. Off for scale runs,
+    /// where it would grow without bound.
+    pub keep_log: bool,
+    /// Record core events in the trace (and its hash); off for scale runs.
+    pub trace_events: bool,
+    /// Measure the wall time spent inside the cores (for the simulator's own overhead).
+    pub measure_core: bool,
     /// A restarted host keeps its peer id (the same process configuration starting again,
     /// state lost); otherwise each incarnation draws a fresh id.
     pub restart_keeps_id: bool,
@@ -59,6 +66,9 @@ impl SimConfig {
             app_data: true,
             mapped_inbound: false,
             restart_keeps_id: false,
+            measure_core: false,
+            keep_log: true,
+            trace_events: true,
         }
     }
 }
@@ -192,6 +202,10 @@ pub struct Sim {
     marks: Vec<(&'static str, Instant)>,
     /// Named figures a scenario measured (e.g. pairs NAT keeps apart).
     counts: Vec<(&'static str, usize)>,
+    /// The hosts on each segment (multicast fan-out without scanning every host).
+    members: Vec<Vec<HostId>>,
+    /// Wall time spent inside cores, if measured.
+    core_time: core::time::Duration,
 }
 
 type SimResult<T = ()> = Result<T, Violation>;
@@ -202,7 +216,7 @@ impl Sim {
             now: Instant::ZERO,
             queue: EventQueue::default(),
             rng: SimRng::new(derive(cfg.seed, &[0])),
-            net: Network::new(cfg.net.clone()),
+            net: Network::with_seed(cfg.net.clone(), derive(cfg.seed, &[5])),
             hosts: Vec::new(),
             by_ip: BTreeMap::new(),
             trace: Trace::new(cfg.keep_trace),
@@ -210,6 +224,8 @@ impl Sim {
             steps: 0,
             marks: Vec::new(),
             counts: Vec::new(),
+            core_time: Duration::ZERO,
+            members: vec![Vec::new()],
             cfg,
         }
     }
@@ -232,6 +248,7 @@ impl Sim {
     /// Adds a LAN segment (multicast domain); hosts start on segment 0, which is lossless.
     pub fn add_segment(&mut self, cfg: SegmentConfig) -> SegmentId {
         self.net.segments.push(cfg);
+        self.members.push(Vec::new());
         self.net.segments.len() - 1
     }
 
@@ -246,6 +263,8 @@ impl Sim {
         let h = self.push_host(HostState::Running, Some(template));
         self.hosts[h].segment = segment;
         self.net.host_segment[h] = segment;
+        self.members[0].retain(|m| *m != h);
+        self.members[segment].push(h);
         self.start(h);
         h
     }
@@ -279,6 +298,7 @@ impl Sim {
         let h = self.hosts.len();
         let host = Host::new(h, state, template);
         self.net.host_segment.push(host.segment);
+        self.members[host.segment].push(h);
         self.by_ip.insert(IpAddr::V4(host.ip), h);
         self.hosts.push(host);
         h
@@ -296,6 +316,12 @@ impl Sim {
             .bytes(id_len)
             .into();
         config.seed = derive(seed, &[2, h as u64, inc]);
+        if let Some(dht) = config.dht.as_mut() {
+            // Each host its own DHT node id (the template's is shared).
+            let fresh = swarm_core::dht::DhtConfig::new(derive(seed, &[4, h as u64, id_inc]));
+            dht.id = fresh.id;
+            dht.seed = fresh.seed;
+        }
         if let Some(mdns) = config.mdns.as_mut() {
             // Each incarnation its own token secret and round jitter, and its LAN address.
             let mut rng = SimRng::new(derive(seed, &[3, h as u64, inc]));
@@ -619,12 +645,21 @@ impl Sim {
             return Ok(());
         }
         let now = self.host_now(h);
+        let measure = self.cfg.measure_core.then(std::time::Instant::now);
         let Some(node) = self.hosts[h].node.as_mut() else {
             return Ok(());
         };
         node.armed = None;
         node.core.handle_timeout(now);
+        if let Some(t) = measure {
+            self.core_time += t.elapsed();
+        }
         self.after(h)
+    }
+
+    /// Wall time spent inside the cores' `handle_*` calls (with `measure_core`).
+    pub fn core_time(&self) -> Duration {
+        self.core_time
     }
 
     /// Records a named figure for the report.

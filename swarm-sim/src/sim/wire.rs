@@ -189,10 +189,14 @@ impl Sim {
 
     pub(super) fn input(&mut self, h: HostId, input: Input<'_>) -> SimResult {
         let now = self.host_now(h);
+        let measure = self.cfg.measure_core.then(std::time::Instant::now);
         let Some(node) = self.hosts[h].node.as_mut() else {
             return Ok(());
         };
         node.core.handle_input(now, input);
+        if let Some(t) = measure {
+            self.core_time += t.elapsed();
+        }
         self.after(h)
     }
 }
