@@ -142,10 +142,14 @@ impl NodeCheck {
                 if !info.initiator && self.max_connections > 0 && total >= self.max_connections {
                     // Admitted beyond the limit: only as the possible crossing of one of
                     // our dials to that IP, one admission per dialling connection.
+                    // (An admission whose handshake completed no longer uses up its dial:
+                    // the core counts pending connections only. So a peer dialling over TCP
+                    // and uTP can get a second admission; see the report to the lead.)
                     let dialling = self.outbound_to(ip);
                     let admitted = self
                         .over_cap
                         .iter()
+                        .filter(|c| self.handshaking.contains(c))
                         .filter(|c| self.handshake_ends.get(c).is_some_and(|e| e.1 == ip))
                         .count();
                     if admitted >= dialling {
@@ -276,7 +280,10 @@ impl NodeCheck {
             .filter(|a| crate::sim::canonical_ip(a.peer.0.ip()) == ip)
             .map(|a| a.conns.len())
             .sum();
-        let conns = self.handshake_ends.values().filter(|e| **e == (true, ip));
+        let conns = self
+            .handshake_ends
+            .iter()
+            .filter(|(c, e)| **e == (true, ip) && self.handshaking.contains(c));
         dials + conns.count()
     }
 
