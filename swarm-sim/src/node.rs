@@ -43,6 +43,8 @@ pub struct Node {
     pub conns: BTreeMap<ConnId, PipeId>,
     /// The deadline a timer event is queued for.
     pub armed: Option<Instant>,
+    /// When the live timer event (if any) is queued to fire, in simulation time.
+    pub queued_at: Option<Instant>,
     /// Bytes that arrived after the core handed the stream to the application (held).
     pub app_bytes: u64,
     /// Bytes left unread while the core did not want them (`wants_read` false before the

@@ -47,6 +47,9 @@ fn main() {
     cfg.measure_core = args.measure;
     cfg.app_data = false;
     cfg.keep_log = false;
+    // Segments as a real TCP stack sends them (the default splits into tiny chunks to test
+    // the decoders).
+    cfg.net.max_chunk = 1460;
     cfg.trace_events = false;
     let mut sim = Sim::new(cfg);
     let bootstrap: Vec<_> = (0..args.bootstrap.min(args.nodes))

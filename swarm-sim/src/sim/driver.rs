@@ -200,18 +200,27 @@ impl Sim {
             return;
         }
         node.armed = deadline;
-        host.timer_gen += 1;
-        if let Some(at) = deadline {
-            // The deadline is on the host's clock.
-            let at = Instant::from_micros(at.as_micros().saturating_sub(offset.as_micros() as u64));
-            let gen = host.timer_gen;
-            let late = if self.cfg.timer_slack.is_zero() {
-                Duration::ZERO
-            } else {
-                self.rng.duration(Duration::ZERO, self.cfg.timer_slack)
-            };
-            self.queue
-                .push(at.max(now) + late, Ev::Timer { host: h, gen });
+        // No deadline: a queued wake-up may stay; an early `handle_timeout` is harmless.
+        let Some(at) = deadline else {
+            return;
+        };
+        // The deadline is on the host's clock.
+        let at = Instant::from_micros(at.as_micros().saturating_sub(offset.as_micros() as u64));
+        let late = if self.cfg.timer_slack.is_zero() {
+            Duration::ZERO
+        } else {
+            self.rng.duration(Duration::ZERO, self.cfg.timer_slack)
+        };
+        let at = at.max(now) + late;
+        // A wake-up at or before `at` is queued already: it fires, and re-arms for this
+        // deadline. Only an earlier deadline queues a new event (and makes the old one
+        // stale), so the queue does not fill with stale timers as deadlines move.
+        if node.queued_at.is_some_and(|q| q <= at) {
+            return;
         }
+        node.queued_at = Some(at);
+        host.timer_gen += 1;
+        let gen = host.timer_gen;
+        self.queue.push(at, Ev::Timer { host: h, gen });
     }
 }

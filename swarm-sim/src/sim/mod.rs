@@ -341,6 +341,7 @@ impl Sim {
             core,
             conns: BTreeMap::new(),
             armed: None,
+            queued_at: None,
             app_bytes: 0,
             held: BTreeMap::new(),
             check,
@@ -619,6 +620,7 @@ impl Sim {
                 // deadline did not change.
                 if let Some(node) = self.hosts[host].node.as_mut() {
                     node.armed = None;
+                    node.queued_at = None;
                 }
                 // Timers now due fire at once.
                 self.with_core(host, |core, now| core.handle_timeout(now))
@@ -650,6 +652,7 @@ impl Sim {
             return Ok(());
         };
         node.armed = None;
+        node.queued_at = None;
         node.core.handle_timeout(now);
         if let Some(t) = measure {
             self.core_time += t.elapsed();
