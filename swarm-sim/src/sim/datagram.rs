@@ -99,10 +99,11 @@ impl Sim {
             return 1;
         }
         let (sa, sb) = (self.hosts[a].segment, self.hosts[b].segment);
-        let mut segments = vec![self.net.segments[sa]];
-        if sb != sa {
-            segments.push(self.net.segments[sb]);
-        }
+        // The sender's segment, and the receiver's if it is another one.
+        let segments = [
+            Some(self.net.segments[sa]),
+            (sb != sa).then(|| self.net.segments[sb]),
+        ];
         let mut copies = 1;
         if sb != sa {
             let (from, to) = (sa, sb);
@@ -125,7 +126,7 @@ impl Sim {
                 copies = 2;
             }
         }
-        for s in segments {
+        for s in segments.into_iter().flatten() {
             if s.loss > 0.0 && self.rng.chance(s.loss) {
                 self.net.datagrams.lost += 1;
                 return 0;
