@@ -26,6 +26,9 @@ struct Args {
     /// Also require connected + connecting <= max_connections on every node.
     #[arg(long)]
     strict_total: bool,
+    /// VOPR: turn the DHT on in half the runs (rounds every 20 s).
+    #[arg(long)]
+    vopr_dht: bool,
     /// Print the event trace; optionally only lines about some nodes and topics, e.g.
     /// `--trace node=3,topic=vopr-t0` (node=N repeats; topic matches the topic's name or
     /// hex prefix).
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
                 nodes: args.nodes,
                 keep_trace: filter.is_some(),
                 strict_total: args.strict_total,
+                dht: args.vopr_dht,
             };
             match run_one(name, &params, args.check_determinism) {
                 Ok(report) => {

@@ -21,6 +21,8 @@ pub struct Params {
     pub keep_trace: bool,
     /// Also require `connected + connecting <= max_connections` ([`SimConfig::strict_total`]).
     pub strict_total: bool,
+    /// VOPR: turn the DHT on in some runs.
+    pub dht: bool,
 }
 
 impl Params {
@@ -30,6 +32,7 @@ impl Params {
             nodes: None,
             keep_trace: false,
             strict_total: false,
+            dht: false,
         }
     }
 }
@@ -177,10 +180,11 @@ pub fn sim_config(name: &str, p: &Params) -> SimConfig {
     cfg.keep_trace = p.keep_trace;
     cfg.strict_total = p.strict_total;
     let nodes = p.nodes.map(|n| format!(" --nodes {n}")).unwrap_or_default();
-    let strict = if p.strict_total {
-        " --strict-total"
-    } else {
-        ""
+    let strict = match (p.strict_total, p.dht) {
+        (true, true) => " --strict-total --vopr-dht",
+        (true, false) => " --strict-total",
+        (false, true) => " --vopr-dht",
+        (false, false) => "",
     };
     cfg.replay = format!(
         "cargo run -p swarm-sim --release -- --seed {} --scenario {name}{nodes}{strict} --trace",
