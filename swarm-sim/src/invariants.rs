@@ -45,6 +45,7 @@ struct Attempt {
 #[derive(Default)]
 pub struct NodeCheck {
     max_connections: usize,
+    max_peers: usize,
     whitelist: Vec<IpAddr>,
     strict_total: bool,
     /// Dials output since the last `connecting`.
@@ -53,6 +54,10 @@ pub struct NodeCheck {
     attempt_of: BTreeMap<ConnId, u64>,
     next_attempt: u64,
     handshaking: BTreeSet<ConnId>,
+    /// Direction and remote IP of every handshaking or established connection.
+    handshake_ends: BTreeMap<ConnId, (bool, IpAddr)>,
+    /// Inbound connections admitted while the limit was reached (possible crossings).
+    over_cap: BTreeSet<ConnId>,
     established: BTreeSet<ConnId>,
     banned: BTreeSet<PeerKey>,
     /// Highest `connected + connecting` seen.
@@ -65,6 +70,7 @@ impl NodeCheck {
     pub fn new(core: &Swarm, strict_total: bool) -> Self {
         NodeCheck {
             max_connections: core.config().max_connections,
+            max_peers: core.config().max_peers,
             whitelist: core.config().whitelist.clone(),
             strict_total,
             ..NodeCheck::default()
@@ -131,9 +137,34 @@ impl NodeCheck {
                     };
                     self.end_attempt(id);
                 }
+                let ip = crate::sim::canonical_ip(info.addr.ip());
+                let total = self.attempts.len() + self.handshaking.len() + self.established.len();
+                if !info.initiator && self.max_connections > 0 && total >= self.max_connections {
+                    // Admitted beyond the limit: only as the possible crossing of one of
+                    // our dials to that IP, one admission per dialling connection.
+                    // (An admission whose handshake completed no longer uses up its dial:
+                    // the core counts pending connections only. So a peer dialling over TCP
+                    // and uTP can get a second admission; see the report to the lead.)
+                    let dialling = self.outbound_to(ip);
+                    let admitted = self
+                        .over_cap
+                        .iter()
+                        .filter(|c| self.handshaking.contains(c))
+                        .filter(|c| self.handshake_ends.get(c).is_some_and(|e| e.1 == ip))
+                        .count();
+                    if admitted >= dialling {
+                        return Err(format!(
+                            "inbound c{} from {ip} admitted at max_connections {} with {dialling} \
+                             dials to it and {admitted} crossings admitted",
+                            conn.0, self.max_connections
+                        ));
+                    }
+                    self.over_cap.insert(*conn);
+                }
                 if !self.handshaking.insert(*conn) || self.established.contains(conn) {
                     return Err(format!("handshaking twice for c{}", conn.0));
                 }
+                self.handshake_ends.insert(*conn, (info.initiator, ip));
             }
             Event::Connection { conn, info, .. } => {
                 if !self.handshaking.remove(conn) {
@@ -152,6 +183,8 @@ impl NodeCheck {
                 self.connections += 1;
             }
             Event::ConnectionClosed { conn, .. } => {
+                self.handshake_ends.remove(conn);
+                self.over_cap.remove(conn);
                 let known = self.handshaking.remove(conn) || self.established.remove(conn);
                 if !known {
                     let c = conn.0;
@@ -207,13 +240,51 @@ impl NodeCheck {
                 "connected() = {connected} exceeds max_connections {max}"
             ));
         }
-        if max > 0 && self.strict_total && connected + connecting > max {
+        // Pending dials count against the limit, but an inbound connection from the IP of
+        // one of our own pending dials is admitted beyond it (at most one per dialling
+        // connection, checked at `handshaking`): it may be that dial's crossing, and
+        // refusing it could kill both (Node admits every inbound connection). Such an
+        // admission may stay beyond the limit until it closes; nothing else may.
+        let crossings = self.over_cap.len();
+        if max > 0 && self.strict_total && connected + connecting > max + crossings {
             return Err(format!(
-                "connected + connecting = {} exceeds max_connections {max}",
+                "connected + connecting = {} exceeds max_connections {max} \
+                 (+{crossings} crossing admissions)",
                 connected + connecting
             ));
         }
+        // Memory stays bounded: the peer table by its cap (banned entries are kept beyond
+        // it, one per ban), and at most one dial per known peer.
+        let known = core.known_peers();
+        if self.max_peers > 0 && known > self.max_peers + self.banned.len() {
+            return Err(format!(
+                "{known} known peers exceed max_peers {} (+{} bans)",
+                self.max_peers,
+                self.banned.len()
+            ));
+        }
+        if self.attempts.len() > known {
+            return Err(format!(
+                "{} dials in flight for {known} known peers",
+                self.attempts.len()
+            ));
+        }
         Ok(())
+    }
+
+    /// Our dialling connections and outbound connections to `ip`.
+    fn outbound_to(&self, ip: IpAddr) -> usize {
+        let dials: usize = self
+            .attempts
+            .values()
+            .filter(|a| crate::sim::canonical_ip(a.peer.0.ip()) == ip)
+            .map(|a| a.conns.len())
+            .sum();
+        let conns = self
+            .handshake_ends
+            .iter()
+            .filter(|(c, e)| **e == (true, ip) && self.handshaking.contains(c));
+        dials + conns.count()
     }
 
     /// Nothing may be left in flight once the network is quiet.

@@ -17,8 +17,8 @@ struct Args {
     /// Number of nodes, for scenarios that take it.
     #[arg(long)]
     nodes: Option<usize>,
-    /// Scenario name, or `all`.
-    #[arg(long, default_value = "chaos")]
+    /// Scenario name, or `all` (default: the randomised VOPR run).
+    #[arg(long, default_value = "vopr")]
     scenario: String,
     /// Run each seed twice and compare the trace hashes.
     #[arg(long)]
@@ -26,9 +26,18 @@ struct Args {
     /// Also require connected + connecting <= max_connections on every node.
     #[arg(long)]
     strict_total: bool,
-    /// Print the event trace.
+    /// VOPR: turn the DHT on in half the runs (rounds every 20 s).
     #[arg(long)]
-    trace: bool,
+    vopr_dht: bool,
+    /// Print the event trace; optionally only lines about some nodes and topics, e.g.
+    /// `--trace node=3,topic=vopr-t0` (node=N repeats; topic matches the topic's name or
+    /// hex prefix).
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "FILTER")]
+    trace: Option<String>,
+    /// Stop a sweep after this many seconds of wall time (the seeds run so far are
+    /// reported).
+    #[arg(long, value_name = "SECONDS")]
+    budget: Option<f64>,
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
@@ -71,21 +80,37 @@ fn main() -> ExitCode {
         eprintln!("unknown scenario {:?}; try --list", args.scenario);
         return ExitCode::FAILURE;
     };
+    let filter = match args.trace.as_deref().map(TraceFilter::parse).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("bad --trace filter: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let started = std::time::Instant::now();
+    let budget = args.budget.map(std::time::Duration::from_secs_f64);
     for name in &names {
+        let mut ran = 0u64;
         let (mut links, mut connections, mut steps, mut peak) = (0, 0, 0, 0);
         for seed in args.seed..args.seed.saturating_add(args.seeds) {
+            if budget.is_some_and(|b| started.elapsed() >= b) {
+                break;
+            }
+            ran += 1;
             let params = Params {
                 seed,
                 nodes: args.nodes,
-                keep_trace: args.trace,
+                keep_trace: filter.is_some(),
                 strict_total: args.strict_total,
+                dht: args.vopr_dht,
             };
             match run_one(name, &params, args.check_determinism) {
                 Ok(report) => {
-                    if args.trace {
+                    if let Some(filter) = &filter {
                         for line in report.lines.iter().flatten() {
-                            println!("{line}");
+                            if filter.keeps(line) {
+                                println!("{line}");
+                            }
                         }
                     }
                     if args.seeds == 1 {
@@ -94,6 +119,9 @@ fn main() -> ExitCode {
                                 "{name} seed={seed} {mark} at {}s",
                                 at.as_micros() as f64 / 1e6
                             );
+                        }
+                        for (name_of, n) in &report.counts {
+                            println!("{name} seed={seed} {name_of} {n}");
                         }
                         if report.datagrams.sent > 0 {
                             println!("{name} seed={seed} datagrams {:?}", report.datagrams);
@@ -117,7 +145,9 @@ fn main() -> ExitCode {
                 }
                 Err(v) => {
                     for line in &v.trace {
-                        println!("{line}");
+                        if filter.as_ref().is_some_and(|f| f.keeps(line)) {
+                            println!("{line}");
+                        }
                     }
                     eprintln!("FAILED {name} seed={seed}\n{v}");
                     return ExitCode::FAILURE;
@@ -126,12 +156,62 @@ fn main() -> ExitCode {
         }
         if args.seeds > 1 {
             println!(
-                "{name}: {} seeds from {} ok ({steps} steps, {connections} connection events, \
+                "{name}: {ran} seeds from {} ok ({steps} steps, {connections} connection events, \
                  {links} links at the end, peak connected+connecting {peak})",
-                args.seeds, args.seed
+                args.seed
             );
         }
     }
     eprintln!("wall time {:.2?}", started.elapsed());
     ExitCode::SUCCESS
+}
+
+/// Which trace lines `--trace` prints.
+struct TraceFilter {
+    /// `n3`-style names; empty = every node.
+    nodes: Vec<String>,
+    /// Strings a line must contain one of (`topic=<hex>` forms); empty = any.
+    topics: Vec<String>,
+}
+
+impl TraceFilter {
+    fn parse(spec: &str) -> Result<Self, String> {
+        let mut f = TraceFilter {
+            nodes: Vec::new(),
+            topics: Vec::new(),
+        };
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some(("node", n)) => {
+                    let n: usize = n.parse().map_err(|_| format!("node {n:?}"))?;
+                    f.nodes.push(format!("n{n}"));
+                }
+                Some(("topic", t)) => {
+                    // Trace lines show a topic as the hex of its first 4 bytes.
+                    let hex: String = t.bytes().take(4).map(|b| format!("{b:02x}")).collect();
+                    f.topics.push(format!("topic={hex}"));
+                    f.topics.push(format!("topic={t}"));
+                }
+                _ => return Err(format!("{part:?}: want node=N or topic=NAME")),
+            }
+        }
+        Ok(f)
+    }
+
+    /// A line is `time who what`: kept if `who` (or, for the simulator's lines, a word of
+    /// `what`) is a chosen node, and it names a chosen topic.
+    fn keeps(&self, line: &str) -> bool {
+        let mut words = line.split_whitespace().skip(1);
+        let who = words.next().unwrap_or("");
+        let node_ok = self.nodes.is_empty()
+            || self.nodes.iter().any(|n| {
+                who == n
+                    || (who == "sim"
+                        && line
+                            .split(|c: char| !c.is_ascii_alphanumeric())
+                            .any(|w| w == n))
+            });
+        let topic_ok = self.topics.is_empty() || self.topics.iter().any(|t| line.contains(t));
+        node_ok && topic_ok
+    }
 }

@@ -5,6 +5,7 @@
 //! precedes that of an earlier packet in the same direction, so a later send never overtakes
 //! an earlier one.
 
+use crate::internet::Internet;
 use crate::rng::SimRng;
 use bytes::Bytes;
 use core::time::Duration;
@@ -181,7 +182,12 @@ pub struct Network {
     pub pipes: BTreeMap<PipeId, Pipe>,
     pub segments: Vec<SegmentConfig>,
     pub datagrams: DatagramStats,
-    links: BTreeMap<(HostId, HostId), Duration>,
+    /// The routed internet between segments.
+    pub internet: Internet,
+    /// The segment each host is on.
+    pub host_segment: Vec<SegmentId>,
+    /// Seeds each link's base latency (a hash of the pair: no table to grow with N²).
+    pub latency_seed: u64,
     /// Hosts cut off from the network until the given instant: their packets wait (TCP
     /// retransmits) and arrive no earlier than that plus the link latency.
     isolated: BTreeMap<HostId, Instant>,
@@ -197,28 +203,41 @@ impl Network {
         }
     }
 
+    /// A network whose link latencies are drawn from `latency_seed`.
+    pub fn with_seed(cfg: NetConfig, latency_seed: u64) -> Self {
+        Network {
+            latency_seed,
+            ..Network::new(cfg)
+        }
+    }
+
     /// The one-way delay of a datagram from `a` to `b`: the link latency plus fresh jitter
     /// (datagrams may overtake each other).
     pub fn datagram_delay(&mut self, rng: &mut SimRng, a: HostId, b: HostId) -> Duration {
-        let base = self.link_latency(rng, a, b);
+        let base = self.link_latency(a, b);
         base + rng.duration(Duration::ZERO, self.cfg.jitter)
     }
 
-    fn link_latency(&mut self, rng: &mut SimRng, a: HostId, b: HostId) -> Duration {
+    fn link_latency(&self, a: HostId, b: HostId) -> Duration {
         if a == b {
             return self.cfg.loopback;
         }
-        let (lo, hi) = self.cfg.latency;
-        *self
-            .links
-            .entry((a.min(b), a.max(b)))
-            .or_insert_with(|| rng.duration(lo, hi))
+        let (lo, hi) = if self.segment(a) == self.segment(b) {
+            self.cfg.latency
+        } else {
+            self.internet.wan.latency
+        };
+        let (lo, hi) = (lo.as_micros() as u64, hi.as_micros() as u64);
+        if hi <= lo {
+            return Duration::from_micros(lo);
+        }
+        let pair = crate::rng::derive(self.latency_seed, &[a.min(b) as u64, a.max(b) as u64]);
+        Duration::from_micros(lo + pair % (hi - lo + 1))
     }
 
     /// Opens a pipe from `dialer` (holding `conn`) towards `acceptor`.
     pub fn open(
         &mut self,
-        rng: &mut SimRng,
         dialer: HostId,
         conn: ConnId,
         acceptor: Option<HostId>,
@@ -226,7 +245,7 @@ impl Network {
         transport: Transport,
     ) -> PipeId {
         let latency = match acceptor {
-            Some(b) => self.link_latency(rng, dialer, b),
+            Some(b) => self.link_latency(dialer, b),
             None => self.cfg.latency.1,
         };
         let id = PipeId(self.next_pipe);
@@ -253,10 +272,39 @@ impl Network {
         id
     }
 
-    /// The arrival time of a packet sent now towards side `to`: link latency plus jitter,
-    /// never before the previous packet in that direction.
-    pub fn arrival(&mut self, rng: &mut SimRng, now: Instant, pipe: PipeId, to: Side) -> Instant {
+    /// The segment of `h` (0 for a host the table does not know yet).
+    pub fn segment(&self, h: HostId) -> SegmentId {
+        self.host_segment.get(h).copied().unwrap_or(0)
+    }
+
+    /// The arrival time of `bytes` sent now towards side `to`: uplink queueing, link
+    /// latency plus jitter, never before the previous packet in that direction. While a
+    /// host is isolated or a partition cuts the direction, packets wait (TCP retransmits)
+    /// and arrive no earlier than the heal plus the latency.
+    pub fn arrival(
+        &mut self,
+        rng: &mut SimRng,
+        now: Instant,
+        pipe: PipeId,
+        to: Side,
+        bytes: usize,
+    ) -> Instant {
         let jitter = rng.duration(Duration::ZERO, self.cfg.jitter);
+        let Some(p) = self.pipes.get(&pipe) else {
+            return now;
+        };
+        let (from_host, to_host) = (p.end(to.other()).host, p.end(to).host);
+        let sent = match from_host {
+            Some(h) => self.internet.departure(h, bytes, now),
+            None => now,
+        };
+        let partition = match (from_host, to_host) {
+            (Some(a), Some(b)) => {
+                let (sa, sb) = (self.segment(a), self.segment(b));
+                self.internet.blocked_until(sa, sb, now)
+            }
+            _ => None,
+        };
         let Some(p) = self.pipes.get_mut(&pipe) else {
             return now;
         };
@@ -264,8 +312,9 @@ impl Network {
             .ends
             .iter()
             .filter_map(|e| e.host.and_then(|h| self.isolated.get(&h)))
+            .chain(partition.as_ref())
             .max()
-            .map_or(now, |until| (*until).max(now));
+            .map_or(sent, |until| (*until).max(sent));
         let at = (cut + p.latency + jitter).max(p.last_arrival[to as usize]);
         p.last_arrival[to as usize] = at;
         at

@@ -43,6 +43,8 @@ pub struct Node {
     pub conns: BTreeMap<ConnId, PipeId>,
     /// The deadline a timer event is queued for.
     pub armed: Option<Instant>,
+    /// When the live timer event (if any) is queued to fire, in simulation time.
+    pub queued_at: Option<Instant>,
     /// Bytes that arrived after the core handed the stream to the application (held).
     pub app_bytes: u64,
     /// Bytes left unread while the core did not want them (`wants_read` false before the
@@ -51,6 +53,12 @@ pub struct Node {
     /// to the application with the connection.
     pub held: BTreeMap<ConnId, VecDeque<Bytes>>,
     pub check: NodeCheck,
+}
+
+/// The address of the host with this index: `10.x.y.z`, from `10.0.0.1` up.
+pub fn host_ip(index: usize) -> Ipv4Addr {
+    let n = index as u32 + 1;
+    Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8)
 }
 
 /// A simulated machine with one address.
@@ -67,14 +75,19 @@ pub struct Host {
     pub incarnation: u32,
     /// Bumped whenever a new timer event is queued; older ones are stale.
     pub timer_gen: u64,
+    /// How far the host's monotonic clock is ahead of the simulation's (clock steps only
+    /// go forward: a monotonic clock never runs back, but a paused VM or a suspended
+    /// process sees it jump).
+    pub clock_offset: core::time::Duration,
+    /// The topics the application joined (with `announce`), joined again after a restart.
+    pub topics: Vec<(Bytes, bool)>,
     next_ephemeral: u16,
 }
 
 impl Host {
     pub fn new(index: usize, state: HostState, template: Option<Config>) -> Self {
-        let n = index as u32 + 1;
         Host {
-            ip: Ipv4Addr::new(10, 0, (n >> 8) as u8, n as u8),
+            ip: host_ip(index),
             port: LISTEN_PORT,
             state,
             segment: 0,
@@ -82,6 +95,8 @@ impl Host {
             node: None,
             incarnation: 0,
             timer_gen: 0,
+            clock_offset: core::time::Duration::ZERO,
+            topics: Vec::new(),
             next_ephemeral: 49152,
         }
     }

@@ -5,27 +5,28 @@ use core::cmp::Ordering;
 use std::collections::BinaryHeap;
 use swarm_core::Instant;
 
-struct Entry<T> {
+/// A heap entry: small, so sifting moves 24 bytes; the item waits in a slab.
+struct Entry {
     at: Instant,
     seq: u64,
-    item: T,
+    slot: u32,
 }
 
-impl<T> PartialEq for Entry<T> {
+impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
         (self.at, self.seq) == (other.at, other.seq)
     }
 }
 
-impl<T> Eq for Entry<T> {}
+impl Eq for Entry {}
 
-impl<T> PartialOrd for Entry<T> {
+impl PartialOrd for Entry {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<T> Ord for Entry<T> {
+impl Ord for Entry {
     /// Reversed, so the max-heap pops the earliest entry first.
     fn cmp(&self, other: &Self) -> Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
@@ -34,7 +35,9 @@ impl<T> Ord for Entry<T> {
 
 /// A priority queue of scheduled items.
 pub struct EventQueue<T> {
-    heap: BinaryHeap<Entry<T>>,
+    heap: BinaryHeap<Entry>,
+    slab: Vec<Option<T>>,
+    free: Vec<u32>,
     next_seq: u64,
 }
 
@@ -42,6 +45,8 @@ impl<T> Default for EventQueue<T> {
     fn default() -> Self {
         EventQueue {
             heap: BinaryHeap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
             next_seq: 0,
         }
     }
@@ -52,7 +57,17 @@ impl<T> EventQueue<T> {
     pub fn push(&mut self, at: Instant, item: T) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Entry { at, seq, item });
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(item);
+                slot
+            }
+            None => {
+                self.slab.push(Some(item));
+                u32::try_from(self.slab.len() - 1).expect("fewer than 2^32 queued events")
+            }
+        };
+        self.heap.push(Entry { at, seq, slot });
     }
 
     /// The time of the earliest entry.
@@ -62,7 +77,10 @@ impl<T> EventQueue<T> {
 
     /// Removes the earliest entry.
     pub fn pop(&mut self) -> Option<(Instant, T)> {
-        self.heap.pop().map(|e| (e.at, e.item))
+        let e = self.heap.pop()?;
+        self.free.push(e.slot);
+        let item = self.slab[e.slot as usize].take().expect("queued item");
+        Some((e.at, item))
     }
 
     pub fn len(&self) -> usize {

@@ -21,6 +21,8 @@ pub struct Params {
     pub keep_trace: bool,
     /// Also require `connected + connecting <= max_connections` ([`SimConfig::strict_total`]).
     pub strict_total: bool,
+    /// VOPR: turn the DHT on in some runs.
+    pub dht: bool,
 }
 
 impl Params {
@@ -30,11 +32,13 @@ impl Params {
             nodes: None,
             keep_trace: false,
             strict_total: false,
+            dht: false,
         }
     }
 }
 
 pub mod lan;
+pub mod vopr;
 
 type Scenario = fn(&Params) -> Result<Sim, Violation>;
 
@@ -86,6 +90,11 @@ pub const SCENARIOS: &[(&str, Scenario, &str)] = &[
         "chaos with max_connections 1..=4 per node: limits hold",
     ),
     (
+        "vopr",
+        vopr::vopr,
+        "the seed draws the world and a fault plan; safety with faults, then liveness",
+    ),
+    (
         "lan",
         lan::lan,
         "N nodes (default 50) on one LAN join a topic: full mesh by mDNS alone",
@@ -126,6 +135,8 @@ pub struct Report {
     pub peak_total: usize,
     /// Instants the scenario measured.
     pub marks: Vec<(&'static str, Instant)>,
+    /// Figures the scenario measured.
+    pub counts: Vec<(&'static str, usize)>,
     pub datagrams: DatagramStats,
     pub lines: Option<Vec<String>>,
 }
@@ -150,6 +161,7 @@ impl Report {
             links: sim.links().len(),
             peak_total,
             marks: sim.marks().to_vec(),
+            counts: sim.counts().to_vec(),
             datagrams: sim.datagrams(),
             lines: sim.trace().lines().map(<[String]>::to_vec),
         }
@@ -168,10 +180,11 @@ pub fn sim_config(name: &str, p: &Params) -> SimConfig {
     cfg.keep_trace = p.keep_trace;
     cfg.strict_total = p.strict_total;
     let nodes = p.nodes.map(|n| format!(" --nodes {n}")).unwrap_or_default();
-    let strict = if p.strict_total {
-        " --strict-total"
-    } else {
-        ""
+    let strict = match (p.strict_total, p.dht) {
+        (true, true) => " --strict-total --vopr-dht",
+        (true, false) => " --strict-total",
+        (false, true) => " --vopr-dht",
+        (false, false) => "",
     };
     cfg.replay = format!(
         "cargo run -p swarm-sim --release -- --seed {} --scenario {name}{nodes}{strict} --trace",

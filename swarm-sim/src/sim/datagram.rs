@@ -1,12 +1,17 @@
 //! Datagrams: a multicast to the mDNS group reaches every host on the sender's LAN segment
-//! (the sender too: multicast loopback is on), a unicast reaches the one host with that
-//! address. Each copy to another host is lost or doubled with its segments' odds.
+//! (the sender too: multicast loopback is on); a unicast is routed (see `route`): on the
+//! segment directly, across the internet through NATs, partitions and the WAN's loss,
+//! duplication, reordering and uplink queueing. Each copy to another host is lost or
+//! doubled with its segments' odds. Any socket's datagrams take this path (mDNS, the DHT,
+//! and uTP or unicast DNS when they use the swarm socket).
 
+use super::route::Route;
 use super::{Ev, Sim, SimResult};
 use crate::network::HostId;
 use crate::node::MDNS_PORT;
 use bytes::Bytes;
-use std::net::{IpAddr, SocketAddr};
+use core::time::Duration;
+use std::net::SocketAddr;
 use swarm_core::mdns::MDNS_GROUP;
 use swarm_core::{Input, UdpSocket};
 
@@ -18,32 +23,37 @@ impl Sim {
             UdpSocket::Mdns => MDNS_PORT,
             UdpSocket::Swarm | UdpSocket::Dns => self.hosts[h].port,
         };
-        let from = SocketAddr::new(IpAddr::V4(self.hosts[h].ip), port);
         if self.net.is_isolated(h, self.now) {
             self.net.datagrams.lost += 1;
             return;
         }
-        let targets: Vec<HostId> = if to == SocketAddr::V4(MDNS_GROUP) {
+        let targets: Vec<(HostId, u16, SocketAddr)> = if to == SocketAddr::V4(MDNS_GROUP) {
             let segment = self.hosts[h].segment;
-            (0..self.hosts.len())
-                .filter(|o| self.hosts[*o].segment == segment)
+            let from = SocketAddr::new(self.hosts[h].ip.into(), port);
+            self.members[segment]
+                .iter()
+                .map(|&o| (o, MDNS_PORT, from))
                 .collect()
         } else if to.ip().is_multicast() {
             Vec::new() // no other group is joined
         } else {
-            let ip = to_v4(to.ip());
-            self.by_ip.get(&ip).copied().into_iter().collect()
+            match self.route_datagram(h, port, to) {
+                Route::Host { to, port, from } => vec![(to, port, from)],
+                Route::Nowhere => Vec::new(),
+            }
         };
         if targets.is_empty() {
             self.net.datagrams.unroutable += 1;
+            return;
         }
-        for b in targets {
-            let Some(socket) = self.receiving_socket(b, to.port()) else {
+        let sent = self.net.internet.departure(h, data.len(), self.now);
+        for (b, port, from) in targets {
+            let Some(socket) = self.receiving_socket(b, port) else {
                 self.net.datagrams.unroutable += 1;
                 continue;
             };
             for _ in 0..self.copies(h, b) {
-                let at = self.now + self.net.datagram_delay(&mut self.rng, h, b);
+                let at = sent + self.datagram_delay(h, b);
                 let data = data.clone();
                 let ev = Ev::Datagram {
                     host: b,
@@ -56,6 +66,19 @@ impl Sim {
         }
     }
 
+    /// One copy's delay: the link latency plus jitter; across the internet sometimes held
+    /// back (reordered).
+    fn datagram_delay(&mut self, a: HostId, b: HostId) -> Duration {
+        let mut delay = self.net.datagram_delay(&mut self.rng, a, b);
+        if self.hosts[a].segment != self.hosts[b].segment {
+            let wan = self.net.internet.wan;
+            delay += self.rng.duration(Duration::ZERO, wan.jitter);
+            if wan.reorder > 0.0 && self.rng.chance(wan.reorder) {
+                delay += self.rng.duration(Duration::ZERO, wan.reorder_delay);
+            }
+        }
+        delay
+    }
     /// The socket of `b` bound to `port`, if it has one.
     fn receiving_socket(&self, b: HostId, port: u16) -> Option<UdpSocket> {
         let host = &self.hosts[b];
@@ -76,12 +99,34 @@ impl Sim {
             return 1;
         }
         let (sa, sb) = (self.hosts[a].segment, self.hosts[b].segment);
-        let mut segments = vec![self.net.segments[sa]];
-        if sb != sa {
-            segments.push(self.net.segments[sb]);
-        }
+        // The sender's segment, and the receiver's if it is another one.
+        let segments = [
+            Some(self.net.segments[sa]),
+            (sb != sa).then(|| self.net.segments[sb]),
+        ];
         let mut copies = 1;
-        for s in segments {
+        if sb != sa {
+            let (from, to) = (sa, sb);
+            if self
+                .net
+                .internet
+                .blocked_until(from, to, self.now)
+                .is_some()
+            {
+                self.net.datagrams.lost += 1;
+                return 0;
+            }
+            let wan = self.net.internet.wan;
+            if wan.loss > 0.0 && self.rng.chance(wan.loss) {
+                self.net.datagrams.lost += 1;
+                return 0;
+            }
+            if wan.duplicate > 0.0 && self.rng.chance(wan.duplicate) {
+                self.net.datagrams.duplicated += 1;
+                copies = 2;
+            }
+        }
+        for s in segments.into_iter().flatten() {
             if s.loss > 0.0 && self.rng.chance(s.loss) {
                 self.net.datagrams.lost += 1;
                 return 0;
@@ -113,12 +158,5 @@ impl Sim {
         self.net.datagrams.delivered += 1;
         let data = &data[..];
         self.input(h, Input::Datagram { socket, from, data })
-    }
-}
-
-fn to_v4(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }

@@ -4,7 +4,7 @@ use super::{Ev, LogEntry, Sim, SimResult};
 use crate::network::{EndState, HostId, Packet, PipeId, Side};
 use crate::trace::describe;
 use core::time::Duration;
-use swarm_core::{ConnId, Event, Input, Output};
+use swarm_core::{ConnId, Event, Input, Instant, Output};
 
 impl Sim {
     /// Drains `h`'s outputs, checks its invariants and re-arms its timer.
@@ -39,12 +39,16 @@ impl Sim {
                 transport,
             } => {
                 node.check.on_dial(conn);
-                let target = self.by_ip.get(&addr.ip()).copied();
-                let pipe = self
-                    .net
-                    .open(&mut self.rng, h, conn, target, addr.port(), transport);
+                let (target, refused) = self.route_dial(h, addr);
+                let pipe = self.net.open(h, conn, target, addr.port(), transport);
                 self.node_mut(h).conns.insert(conn, pipe);
-                self.send(pipe, Side::Acceptor, Packet::Syn);
+                if refused {
+                    // A NAT answers the SYN with a RST.
+                    self.set_end(pipe, Side::Acceptor, EndState::Closed);
+                    self.send(pipe, Side::Dialer, Packet::Refuse);
+                } else {
+                    self.send(pipe, Side::Acceptor, Packet::Syn);
+                }
             }
             Output::Transmit { socket, to, data } => self.transmit(h, socket, to, data),
             Output::Send { conn, data } => {
@@ -70,7 +74,7 @@ impl Sim {
 
     /// Feeds one held chunk to a connection that wants to read again. Returns whether it did.
     pub(super) fn feed_held(&mut self, h: HostId) -> bool {
-        let now = self.now;
+        let now = self.host_now(h);
         let Some(node) = self.hosts[h].node.as_mut() else {
             return false;
         };
@@ -101,8 +105,10 @@ impl Sim {
     }
 
     pub(super) fn on_event(&mut self, h: HostId, event: Event) -> SimResult {
-        self.trace
-            .record(self.now, &format!("n{h}"), &describe(&event));
+        if self.cfg.trace_events {
+            self.trace
+                .record(self.now, &format!("n{h}"), &describe(&event));
+        }
         let checked = self.node_mut(h).check.on_event(&event);
         checked.map_err(|m| self.violation(format!("n{h}: {m}")))?;
         if let Event::Connection {
@@ -114,12 +120,14 @@ impl Sim {
             self.check_connection(h, *conn, info.id.as_deref())?;
             self.app_start(h, *conn, early_data.len());
         }
-        self.log.push(LogEntry {
-            at: self.now,
-            host: h,
-            incarnation: self.hosts[h].incarnation,
-            event,
-        });
+        if self.cfg.keep_log {
+            self.log.push(LogEntry {
+                at: self.now,
+                host: h,
+                incarnation: self.hosts[h].incarnation,
+                event,
+            });
+        }
         Ok(())
     }
 
@@ -185,6 +193,7 @@ impl Sim {
     pub(super) fn arm(&mut self, h: HostId) {
         let now = self.now;
         let host = &mut self.hosts[h];
+        let offset = host.clock_offset;
         let Some(node) = host.node.as_mut() else {
             return;
         };
@@ -193,16 +202,27 @@ impl Sim {
             return;
         }
         node.armed = deadline;
-        host.timer_gen += 1;
-        if let Some(at) = deadline {
-            let gen = host.timer_gen;
-            let late = if self.cfg.timer_slack.is_zero() {
-                Duration::ZERO
-            } else {
-                self.rng.duration(Duration::ZERO, self.cfg.timer_slack)
-            };
-            self.queue
-                .push(at.max(now) + late, Ev::Timer { host: h, gen });
+        // No deadline: a queued wake-up may stay; an early `handle_timeout` is harmless.
+        let Some(at) = deadline else {
+            return;
+        };
+        // The deadline is on the host's clock.
+        let at = Instant::from_micros(at.as_micros().saturating_sub(offset.as_micros() as u64));
+        let late = if self.cfg.timer_slack.is_zero() {
+            Duration::ZERO
+        } else {
+            self.rng.duration(Duration::ZERO, self.cfg.timer_slack)
+        };
+        let at = at.max(now) + late;
+        // A wake-up at or before `at` is queued already: it fires, and re-arms for this
+        // deadline. Only an earlier deadline queues a new event (and makes the old one
+        // stale), so the queue does not fill with stale timers as deadlines move.
+        if node.queued_at.is_some_and(|q| q <= at) {
+            return;
         }
+        node.queued_at = Some(at);
+        host.timer_gen += 1;
+        let gen = host.timer_gen;
+        self.queue.push(at, Ev::Timer { host: h, gen });
     }
 }

@@ -3,11 +3,14 @@
 //! `mod.rs` builds and runs it; [`wire`] moves packets into cores, [`driver`] carries out
 //! their outputs; [`inspect`] answers questions about the state and checks quiescence.
 
+mod actions;
 mod datagram;
 mod driver;
 mod inspect;
+mod route;
 mod wire;
 
+use crate::internet::{NatConfig, WanConfig};
 use crate::invariants::{NodeCheck, Violation};
 use crate::network::{
     EndState, HostId, NetConfig, Network, Packet, PipeId, SegmentConfig, SegmentId, Side,
@@ -40,6 +43,16 @@ pub struct SimConfig {
     pub app_data: bool,
     /// Report inbound addresses IPv4-mapped (`::ffff:a.b.c.d`), as a dual-stack listener does.
     pub mapped_inbound: bool,
+    /// Keep every core event in memory ([`Sim::log`]); scenarios read it. Off for scale runs,
+    /// where it would grow without bound.
+    pub keep_log: bool,
+    /// Record core events in the trace (and its hash); off for scale runs.
+    pub trace_events: bool,
+    /// Measure the wall time spent inside the cores (for the simulator's own overhead).
+    pub measure_core: bool,
+    /// A restarted host keeps its peer id (the same process configuration starting again,
+    /// state lost); otherwise each incarnation draws a fresh id.
+    pub restart_keeps_id: bool,
 }
 
 impl SimConfig {
@@ -53,8 +66,22 @@ impl SimConfig {
             timer_slack: Duration::ZERO,
             app_data: true,
             mapped_inbound: false,
+            restart_keeps_id: false,
+            measure_core: false,
+            keep_log: true,
+            trace_events: true,
         }
     }
+}
+
+/// An address as a table key: IPv4-mapped IPv6 as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    route::to_v4(ip)
+}
+
+/// The public address of `segment`'s NAT.
+pub fn nat_public_ip(segment: SegmentId) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(100, 64, (segment >> 8) as u8, segment as u8)
 }
 
 /// Something a scenario schedules for later.
@@ -106,6 +133,22 @@ pub enum Action {
     Poke {
         host: HostId,
     },
+    /// Cut traffic from segment `from` to segment `to` (and back unless `one_way`) for
+    /// `duration`: datagrams are lost, TCP packets wait for the heal.
+    Partition {
+        from: SegmentId,
+        to: SegmentId,
+        one_way: bool,
+        duration: Duration,
+    },
+    /// The host's monotonic clock jumps forward by `by`.
+    ClockStep {
+        host: HostId,
+        by: Duration,
+    },
+    /// Faults stop: partitions heal, LAN and WAN loss, duplication, reordering and the
+    /// bandwidth limit are switched off.
+    Calm,
 }
 
 enum Ev {
@@ -158,6 +201,12 @@ pub struct Sim {
     steps: u64,
     /// Named instants a scenario measured (e.g. when a mesh converged).
     marks: Vec<(&'static str, Instant)>,
+    /// Named figures a scenario measured (e.g. pairs NAT keeps apart).
+    counts: Vec<(&'static str, usize)>,
+    /// The hosts on each segment (multicast fan-out without scanning every host).
+    members: Vec<Vec<HostId>>,
+    /// Wall time spent inside cores, if measured.
+    core_time: core::time::Duration,
 }
 
 type SimResult<T = ()> = Result<T, Violation>;
@@ -168,13 +217,16 @@ impl Sim {
             now: Instant::ZERO,
             queue: EventQueue::default(),
             rng: SimRng::new(derive(cfg.seed, &[0])),
-            net: Network::new(cfg.net.clone()),
+            net: Network::with_seed(cfg.net.clone(), derive(cfg.seed, &[5])),
             hosts: Vec::new(),
             by_ip: BTreeMap::new(),
             trace: Trace::new(cfg.keep_trace),
             log: Vec::new(),
             steps: 0,
             marks: Vec::new(),
+            counts: Vec::new(),
+            core_time: Duration::ZERO,
+            members: vec![Vec::new()],
             cfg,
         }
     }
@@ -197,6 +249,7 @@ impl Sim {
     /// Adds a LAN segment (multicast domain); hosts start on segment 0, which is lossless.
     pub fn add_segment(&mut self, cfg: SegmentConfig) -> SegmentId {
         self.net.segments.push(cfg);
+        self.members.push(Vec::new());
         self.net.segments.len() - 1
     }
 
@@ -210,8 +263,30 @@ impl Sim {
         assert!(segment < self.net.segments.len(), "no segment {segment}");
         let h = self.push_host(HostState::Running, Some(template));
         self.hosts[h].segment = segment;
+        self.net.host_segment[h] = segment;
+        self.members[0].retain(|m| *m != h);
+        self.members[segment].push(h);
         self.start(h);
         h
+    }
+
+    /// Puts `segment` (not 0) behind a NAT; its public address is `100.64.0.<segment>`.
+    pub fn add_nat(&mut self, segment: SegmentId, cfg: NatConfig) {
+        assert!(segment > 0, "segment 0 is the public internet");
+        self.net
+            .internet
+            .add_nat(segment, cfg, nat_public_ip(segment));
+    }
+
+    /// Sets the wide-area link parameters.
+    pub fn set_wan(&mut self, wan: WanConfig) {
+        self.net.internet.wan = wan;
+    }
+
+    /// The public address of `segment`'s NAT, if it has one.
+    pub fn nat_ip(&self, segment: SegmentId) -> Option<IpAddr> {
+        let nat = self.net.internet.nats.get(&segment)?;
+        Some(IpAddr::V4(nat.public_ip))
     }
 
     /// Adds a host without a core in the given state (`Mute`, `Refusing` or `Blackholed`).
@@ -223,6 +298,8 @@ impl Sim {
     fn push_host(&mut self, state: HostState, template: Option<Config>) -> HostId {
         let h = self.hosts.len();
         let host = Host::new(h, state, template);
+        self.net.host_segment.push(host.segment);
+        self.members[host.segment].push(h);
         self.by_ip.insert(IpAddr::V4(host.ip), h);
         self.hosts.push(host);
         h
@@ -235,10 +312,17 @@ impl Sim {
         host.incarnation += 1;
         let inc = u64::from(host.incarnation);
         let id_len = config.id.len().max(1);
-        config.id = SimRng::new(derive(seed, &[1, h as u64, inc]))
+        let id_inc = if self.cfg.restart_keeps_id { 1 } else { inc };
+        config.id = SimRng::new(derive(seed, &[1, h as u64, id_inc]))
             .bytes(id_len)
             .into();
         config.seed = derive(seed, &[2, h as u64, inc]);
+        if let Some(dht) = config.dht.as_mut() {
+            // Each host its own DHT node id (the template's is shared).
+            let fresh = swarm_core::dht::DhtConfig::new(derive(seed, &[4, h as u64, id_inc]));
+            dht.id = fresh.id;
+            dht.seed = fresh.seed;
+        }
         if let Some(mdns) = config.mdns.as_mut() {
             // Each incarnation its own token secret and round jitter, and its LAN address.
             let mut rng = SimRng::new(derive(seed, &[3, h as u64, inc]));
@@ -247,12 +331,18 @@ impl Sim {
             mdns.local_ip = Some(host.ip);
         }
         let mut core = Swarm::new(config).expect("invalid node configuration");
-        core.handle_input(self.now, Input::Listening { port: host.port });
+        let now = self.now + host.clock_offset;
+        core.handle_input(now, Input::Listening { port: host.port });
+        // The application joins its topics again.
+        for (topic, announce) in &host.topics {
+            core.join(now, topic.clone(), *announce);
+        }
         let check = NodeCheck::new(&core, self.cfg.strict_total);
         host.node = Some(Node {
             core,
             conns: BTreeMap::new(),
             armed: None,
+            queued_at: None,
             app_bytes: 0,
             held: BTreeMap::new(),
             check,
@@ -307,7 +397,7 @@ impl Sim {
 
     /// Runs `f` on a running host's core, then drains its outputs. No-op if it is down.
     pub fn with_core(&mut self, h: HostId, f: impl FnOnce(&mut Swarm, Instant)) -> SimResult {
-        let now = self.now;
+        let now = self.host_now(h);
         let Some(node) = self.hosts[h].node.as_mut() else {
             return Ok(());
         };
@@ -434,96 +524,37 @@ impl Sim {
         self.check_quiescence()
     }
 
-    fn apply(&mut self, action: Action) -> SimResult {
-        match action {
-            Action::AddPeer { from, to } => {
-                self.sim_line(format!("add-peer n{from} -> n{to}"));
-                self.add_peer(from, to)
-            }
-            Action::RemovePeer { from, to } => {
-                self.sim_line(format!("remove-peer n{from} -> n{to}"));
-                self.remove_peer(from, to)
-            }
-            Action::Crash { host, then } => {
-                self.crash(host, then);
-                Ok(())
-            }
-            Action::Restart { host } => {
-                self.restart(host);
-                Ok(())
-            }
-            Action::ResetRandom => {
-                self.reset_random();
-                Ok(())
-            }
-            Action::DisconnectRandom => {
-                let links = self.links();
-                if links.is_empty() {
-                    return Ok(());
-                }
-                let link = links[self.rng.index(links.len())];
-                let (h, conn) = if self.rng.chance(0.5) {
-                    link.dialer
-                } else {
-                    link.acceptor
-                };
-                if self.rng.chance(0.5) {
-                    self.sim_line(format!("disconnect n{h} c{}", conn.0));
-                    self.disconnect(h, conn)
-                } else {
-                    self.sim_line(format!("drop-stream n{h} c{}", conn.0));
-                    self.drop_stream(h, conn)
-                }
-            }
-            Action::DisconnectAny => {
-                let conns: Vec<(HostId, ConnId)> = (0..self.hosts.len())
-                    .filter_map(|h| self.hosts[h].node.as_ref().map(|n| (h, n)))
-                    .flat_map(|(h, n)| n.conns.keys().map(move |c| (h, *c)))
-                    .collect();
-                if conns.is_empty() {
-                    return Ok(());
-                }
-                let (h, conn) = conns[self.rng.index(conns.len())];
-                self.sim_line(format!("disconnect n{h} c{}", conn.0));
-                self.disconnect(h, conn)
-            }
-            Action::Join {
-                host,
-                topic,
-                announce,
-            } => {
-                self.sim_line(format!("join n{host} announce={announce}"));
-                self.with_core(host, |core, now| core.join(now, topic, announce))
-            }
-            Action::Leave { host, topic } => {
-                self.sim_line(format!("leave n{host}"));
-                self.with_core(host, |core, _| {
-                    core.leave(&topic);
-                })
-            }
-            Action::Poke { host } => {
-                self.sim_line(format!("poke n{host}"));
-                self.with_core(host, |core, now| core.handle_timeout(now))
-            }
-            Action::Isolate { host, duration } => {
-                self.sim_line(format!("isolate n{host} for {duration:?}"));
-                self.net.isolate(host, self.now + duration);
-                Ok(())
-            }
-        }
-    }
-
     fn fire_timer(&mut self, h: HostId, gen: u64) -> SimResult {
         if self.hosts[h].timer_gen != gen {
             return Ok(());
         }
-        let now = self.now;
+        let now = self.host_now(h);
+        let measure = self.cfg.measure_core.then(std::time::Instant::now);
         let Some(node) = self.hosts[h].node.as_mut() else {
             return Ok(());
         };
         node.armed = None;
+        node.queued_at = None;
         node.core.handle_timeout(now);
+        if let Some(t) = measure {
+            self.core_time += t.elapsed();
+        }
         self.after(h)
+    }
+
+    /// Wall time spent inside the cores' `handle_*` calls (with `measure_core`).
+    pub fn core_time(&self) -> Duration {
+        self.core_time
+    }
+
+    /// Records a named figure for the report.
+    pub fn mark_count(&mut self, name: &'static str, n: usize) {
+        self.counts.push((name, n));
+    }
+
+    /// The figures the scenario recorded.
+    pub fn counts(&self) -> &[(&'static str, usize)] {
+        &self.counts
     }
 
     /// Records a named instant for the report.
@@ -531,8 +562,18 @@ impl Sim {
         self.marks.push((name, at));
     }
 
+    /// The time on `h`'s own clock.
+    pub fn host_now(&self, h: HostId) -> Instant {
+        self.now + self.hosts[h].clock_offset
+    }
+
     fn node_mut(&mut self, h: HostId) -> &mut Node {
         self.hosts[h].node.as_mut().expect("running host")
+    }
+
+    /// Adds a scenario's line to the trace (what the run is about, readable).
+    pub fn note(&mut self, what: String) {
+        self.sim_line(what);
     }
 
     fn sim_line(&mut self, what: String) {

@@ -8,7 +8,11 @@ use swarm_core::{CloseCause, ConnId, Input, Transport};
 
 impl Sim {
     pub(super) fn send(&mut self, pipe: PipeId, to: Side, packet: Packet) {
-        let at = self.net.arrival(&mut self.rng, self.now, pipe, to);
+        let bytes = match &packet {
+            Packet::Data(d) => d.len(),
+            _ => 0,
+        };
+        let at = self.net.arrival(&mut self.rng, self.now, pipe, to, bytes);
         self.queue.push(at, Ev::Packet { pipe, to, packet });
     }
 
@@ -117,18 +121,14 @@ impl Sim {
         match host.state {
             HostState::Running if listening => {
                 self.send(pipe_id, Side::Dialer, Packet::Accept);
-                let port = match transport {
-                    Transport::Tcp => self.hosts[dialer].ephemeral_port(),
-                    _ => self.hosts[dialer].port,
-                };
-                let ip = self.hosts[dialer].ip;
+                let (ip, port) = self.dialer_seen_by(dialer, h, transport);
                 let ip = if self.cfg.mapped_inbound {
                     IpAddr::V6(ip.to_ipv6_mapped())
                 } else {
                     IpAddr::V4(ip)
                 };
                 let remote = SocketAddr::new(ip, port);
-                let now = self.now;
+                let now = self.host_now(h);
                 let node = self.hosts[h]
                     .node
                     .as_mut()
@@ -155,12 +155,48 @@ impl Sim {
         Ok(())
     }
 
+    /// The source address `acceptor` sees on a connection from `dialer`: its own address on
+    /// the same segment or from a public one, its NAT's public address and a fresh port
+    /// from behind NAT (uTP shares the swarm socket, so the NAT's mapping of that port).
+    fn dialer_seen_by(
+        &mut self,
+        dialer: HostId,
+        acceptor: HostId,
+        transport: Transport,
+    ) -> (std::net::Ipv4Addr, u16) {
+        let seg = self.hosts[dialer].segment;
+        let behind_nat = seg != self.hosts[acceptor].segment;
+        match self.net.internet.nats.get_mut(&seg).filter(|_| behind_nat) {
+            Some(nat) => {
+                let port = match transport {
+                    Transport::Tcp => nat.fresh_port(),
+                    _ => {
+                        let to = self.hosts[acceptor].addr();
+                        nat.map_out(dialer, self.hosts[dialer].port, to).port()
+                    }
+                };
+                (nat.public_ip, port)
+            }
+            None => {
+                let port = match transport {
+                    Transport::Tcp => self.hosts[dialer].ephemeral_port(),
+                    _ => self.hosts[dialer].port,
+                };
+                (self.hosts[dialer].ip, port)
+            }
+        }
+    }
+
     pub(super) fn input(&mut self, h: HostId, input: Input<'_>) -> SimResult {
-        let now = self.now;
+        let now = self.host_now(h);
+        let measure = self.cfg.measure_core.then(std::time::Instant::now);
         let Some(node) = self.hosts[h].node.as_mut() else {
             return Ok(());
         };
         node.core.handle_input(now, input);
+        if let Some(t) = measure {
+            self.core_time += t.elapsed();
+        }
         self.after(h)
     }
 }

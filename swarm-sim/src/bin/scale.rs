@@ -1,0 +1,145 @@
+//! Scale benchmark: N nodes (default 10,000) on mDNS segments of 50, all public, with the
+//! Mainline DHT bootstrapped from the first few nodes, join one topic (spread over the first
+//! minute) and run for a while of simulated time (default 10 min). Prints simulated
+//! node-seconds per wall second, datagram and connection counts, and the simulator's own
+//! time per delivered datagram (wall time outside the cores divided by deliveries).
+//!
+//! `cargo run -p swarm-sim --release --bin swarm-sim-scale -- --nodes 10000 --minutes 10`
+//! (wrap in `/usr/bin/time -v` for the peak memory).
+
+use bytes::Bytes;
+use clap::Parser;
+use core::time::Duration;
+use swarm_core::Instant;
+use swarm_sim::{Action, SegmentConfig, Sim, SimConfig};
+
+#[derive(Parser, Debug)]
+#[command(about = "Scale benchmark of the simulator running the real core")]
+struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    nodes: usize,
+    /// Nodes per LAN segment.
+    #[arg(long, default_value_t = 50)]
+    segment: usize,
+    /// Simulated minutes.
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// DHT bootstrap nodes (the first hosts); 0 = no DHT.
+    #[arg(long, default_value_t = 3)]
+    bootstrap: usize,
+    /// Joins are spread over this many seconds.
+    #[arg(long, default_value_t = 60)]
+    join_window: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Each node's `max_connections` (0 = unlimited: one topic then means a full mesh of
+    /// N²/2 connections, which no real deployment of 10,000 nodes runs).
+    #[arg(long, default_value_t = 64)]
+    max_connections: usize,
+    /// Also time the cores (to report the simulator's own overhead per datagram).
+    #[arg(long)]
+    measure: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut cfg = SimConfig::new(args.seed);
+    cfg.measure_core = args.measure;
+    cfg.app_data = false;
+    cfg.keep_log = false;
+    // Segments as a real TCP stack sends them (the default splits into tiny chunks to test
+    // the decoders).
+    cfg.net.max_chunk = 1460;
+    cfg.trace_events = false;
+    let mut sim = Sim::new(cfg);
+    let bootstrap: Vec<_> = (0..args.bootstrap.min(args.nodes))
+        .map(|i| {
+            std::net::SocketAddr::from((swarm_sim::node::host_ip(i), swarm_sim::node::LISTEN_PORT))
+        })
+        .collect();
+    let mut template = Sim::node_config()
+        .with_mdns()
+        .with_max_connections(args.max_connections);
+    if args.bootstrap > 0 {
+        template = template.with_dht(bootstrap);
+    }
+    let built = std::time::Instant::now();
+    let mut segment = 0;
+    for i in 0..args.nodes {
+        if i > 0 && i % args.segment.max(1) == 0 {
+            segment = sim.add_segment(SegmentConfig::default());
+        }
+        sim.add_node_on(segment, template.clone());
+    }
+    let mut rng = swarm_sim::rng::SimRng::new(args.seed);
+    let topic = Bytes::from_static(b"swarm-sim scale");
+    for host in 0..args.nodes {
+        let at = Instant::from_micros(rng.range(0, args.join_window * 1_000_000));
+        let (topic, announce) = (topic.clone(), true);
+        sim.schedule(
+            at,
+            Action::Join {
+                host,
+                topic,
+                announce,
+            },
+        );
+    }
+    let build_time = built.elapsed();
+    let simulated = Duration::from_secs_f64(args.minutes * 60.0);
+    let started = std::time::Instant::now();
+    let mut next_report = Duration::from_secs(60);
+    while sim.now() < Instant::ZERO + simulated {
+        let step = next_report.min(simulated);
+        if let Err(v) = sim.run_until(Instant::ZERO + step) {
+            eprintln!("{v}");
+            std::process::exit(1);
+        }
+        let d = sim.datagrams();
+        eprintln!(
+            "t={:>4}s wall={:>7.2?} steps={} datagrams delivered={} links={}",
+            step.as_secs(),
+            started.elapsed(),
+            sim.steps(),
+            d.delivered,
+            sim.links().len()
+        );
+        next_report += Duration::from_secs(60);
+    }
+    let wall = started.elapsed();
+    let d = sim.datagrams();
+    let links = sim.links().len();
+    let node_seconds = args.nodes as f64 * simulated.as_secs_f64();
+    println!(
+        "nodes={} segments of {} max_connections={} dht_bootstrap={} simulated={}s wall={:.2?} \
+         (build {:.2?})",
+        args.nodes,
+        args.segment,
+        args.max_connections,
+        args.bootstrap,
+        simulated.as_secs(),
+        wall,
+        build_time
+    );
+    println!(
+        "node-seconds per wall second: {:.0}; steps={} ({:.0}/s); datagrams sent={} delivered={} \
+         lost={} unroutable={}; links at the end={links}",
+        node_seconds / wall.as_secs_f64(),
+        sim.steps(),
+        sim.steps() as f64 / wall.as_secs_f64(),
+        d.sent,
+        d.delivered,
+        d.lost,
+        d.unroutable
+    );
+    if args.measure {
+        let core = sim.core_time();
+        let outside = wall.saturating_sub(core);
+        println!(
+            "time in cores {core:.2?}, outside {outside:.2?}: simulator overhead {:.0} ns per \
+             step, {:.0} ns per delivered datagram (all simulator time / deliveries)",
+            outside.as_nanos() as f64 / sim.steps().max(1) as f64,
+            outside.as_nanos() as f64 / d.delivered.max(1) as f64
+        );
+    }
+}
