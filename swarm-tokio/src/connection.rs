@@ -11,6 +11,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::driver::Report;
+use crate::stream_bridge::Bridge;
+use std::sync::Arc;
 
 /// An established, handshaken connection to a peer: a byte stream for the application.
 ///
@@ -19,7 +21,7 @@ use crate::driver::Report;
 /// The swarm may close it too (a duplicate replaced by a newer connection): reads then see
 /// end of stream.
 pub struct Connection {
-    stream: TcpStream,
+    backend: Backend,
     /// Bytes to deliver or send before the stream's own; boxed because it is almost always
     /// empty and there is one `Connection` per held peer.
     carry: Option<Box<Carry>>,
@@ -27,6 +29,18 @@ pub struct Connection {
     conn: ConnId,
     remote_ended: bool,
     reports: UnboundedSender<Report>,
+}
+
+/// Where the bytes go: a TCP socket of our own, or a uTP stream inside the swarm's core.
+enum Backend {
+    Tcp(TcpStream),
+    Utp(UtpEnd),
+}
+
+struct UtpEnd {
+    bridge: Arc<Bridge>,
+    local: SocketAddr,
+    peer: SocketAddr,
 }
 
 struct Carry {
@@ -46,7 +60,37 @@ impl Connection {
         let carry = (!early_data.is_empty() || !unsent.is_empty())
             .then(|| Box::new(Carry { early_data, unsent }));
         Connection {
-            stream,
+            backend: Backend::Tcp(stream),
+            carry,
+            info,
+            conn,
+            remote_ended: false,
+            reports,
+        }
+    }
+
+    /// A uTP connection whose bytes flow through `bridge` to the driver's core.
+    pub(crate) fn utp(
+        bridge: Arc<Bridge>,
+        local: SocketAddr,
+        early_data: Bytes,
+        info: ConnInfo,
+        conn: ConnId,
+        reports: UnboundedSender<Report>,
+    ) -> Self {
+        let carry = (!early_data.is_empty()).then(|| {
+            Box::new(Carry {
+                early_data,
+                unsent: Bytes::new(),
+            })
+        });
+        let peer = info.addr;
+        Connection {
+            backend: Backend::Utp(UtpEnd {
+                bridge,
+                local,
+                peer,
+            }),
             carry,
             info,
             conn,
@@ -73,12 +117,18 @@ impl Connection {
 
     /// Our end's socket address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.local_addr()
+        match &self.backend {
+            Backend::Tcp(stream) => stream.local_addr(),
+            Backend::Utp(utp) => Ok(utp.local),
+        }
     }
 
     /// The remote end's socket address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
+        match &self.backend {
+            Backend::Tcp(stream) => stream.peer_addr(),
+            Backend::Utp(utp) => Ok(utp.peer),
+        }
     }
 
     /// Handshake bytes the kernel did not take at once go out before anything else.
@@ -86,8 +136,11 @@ impl Connection {
         let Some(carry) = self.carry.as_mut() else {
             return Poll::Ready(Ok(()));
         };
+        let Backend::Tcp(stream) = &mut self.backend else {
+            return Poll::Ready(Ok(()));
+        };
         while !carry.unsent.is_empty() {
-            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &carry.unsent))?;
+            let n = ready!(Pin::new(&mut *stream).poll_write(cx, &carry.unsent))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -126,8 +179,19 @@ impl AsyncRead for Connection {
             buf.put_slice(&carry.early_data.split_to(n));
             return Poll::Ready(Ok(()));
         }
+        let stream = match &mut this.backend {
+            Backend::Tcp(stream) => stream,
+            Backend::Utp(utp) => {
+                let n = ready!(utp.bridge.poll_read(cx, buf.initialize_unfilled()));
+                buf.advance(n);
+                if n == 0 && buf.remaining() > 0 {
+                    this.remote_ended = true;
+                }
+                return Poll::Ready(Ok(()));
+            }
+        };
         let before = buf.filled().len();
-        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let result = Pin::new(stream).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() == before {
             this.remote_ended = true;
         }
@@ -146,7 +210,13 @@ impl AsyncWrite for Connection {
         let flushed = this.poll_flush_unsent(cx);
         this.note(&flushed);
         ready!(flushed)?;
-        let result = Pin::new(&mut this.stream).poll_write(cx, data);
+        let result = match &mut this.backend {
+            Backend::Tcp(stream) => Pin::new(stream).poll_write(cx, data),
+            Backend::Utp(utp) => match ready!(utp.bridge.poll_write(cx, data)) {
+                Some(n) => Poll::Ready(Ok(n)),
+                None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            },
+        };
         this.note(&result);
         result
     }
@@ -160,31 +230,61 @@ impl AsyncWrite for Connection {
         let flushed = this.poll_flush_unsent(cx);
         this.note(&flushed);
         ready!(flushed)?;
-        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
+        match &mut this.backend {
+            Backend::Tcp(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Backend::Utp(_) => {
+                let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+                Pin::new(this).poll_write(cx, first)
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.backend {
+            Backend::Tcp(stream) => stream.is_write_vectored(),
+            Backend::Utp(_) => false,
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_flush_unsent(cx))?;
-        Pin::new(&mut this.stream).poll_flush(cx)
+        match &mut this.backend {
+            Backend::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            Backend::Utp(utp) => match ready!(utp.bridge.poll_flush(cx)) {
+                true => Poll::Ready(Ok(())),
+                false => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            },
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_flush_unsent(cx))?;
-        Pin::new(&mut this.stream).poll_shutdown(cx)
+        match &mut this.backend {
+            Backend::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
+            Backend::Utp(utp) => {
+                // Like TCP's: the FIN is queued behind the written data, not awaited.
+                utp.bridge.shutdown();
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        let stream = match &self.backend {
+            Backend::Tcp(stream) => stream,
+            Backend::Utp(utp) => {
+                // The driver sends what is still queued, then closes the stream in the core.
+                utp.bridge.drop_app_end();
+                return;
+            }
+        };
         // The driver holds a duplicate of the socket (to close it on the swarm's behalf), so
         // dropping ours alone would not end the connection.
-        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
+        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
         let cause = if self.remote_ended {
             CloseCause::Remote
         } else {

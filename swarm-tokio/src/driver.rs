@@ -2,6 +2,7 @@
 //! and loops over socket readiness, commands and the core's next deadline. No protocol logic.
 
 use crate::connection::Connection;
+use crate::stream_bridge::{Bridge, INBOUND_CAP};
 use crate::{Counters, ExternalHandshake, SwarmEvent};
 use bytes::{Buf, Bytes};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -47,6 +48,8 @@ pub(crate) enum Report {
         conn: ConnId,
         result: HandshakeResult,
     },
+    /// The application read, wrote, shut down or dropped a uTP connection.
+    Stream(ConnId),
 }
 
 type Task<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -148,6 +151,8 @@ pub(crate) struct Driver {
     /// The unicast DNS client's own socket (uTP off, PROTOCOLS.md 1.11).
     dns_udp: Option<Udp>,
     datagram_buf: Vec<u8>,
+    /// uTP connections the application holds: their bytes pass through these.
+    utp_streams: HashMap<ConnId, Arc<Bridge>>,
 }
 
 impl Driver {
@@ -182,6 +187,7 @@ impl Driver {
             swarm_udp: None,
             dns_udp: None,
             datagram_buf: vec![0; DATAGRAM_MAX],
+            utp_streams: HashMap::new(),
         }
     }
 
@@ -283,7 +289,7 @@ impl Driver {
             Command::Listen { port, reply } => {
                 let config = self.core.config();
                 let dns = !config.dns_servers.is_empty();
-                let with_udp = config.dht.is_some() || (dns && config.utp);
+                let with_udp = config.dht.is_some() || config.utp;
                 let result = bind(port, with_udp).await.map(|(listener, udp, port)| {
                     self.listener = Some(listener);
                     self.swarm_udp = udp;
@@ -337,6 +343,7 @@ impl Driver {
                     }
                 }
             }
+            Report::Stream(conn) => self.pump_stream(conn),
         }
     }
 
@@ -480,8 +487,9 @@ impl Driver {
                 Output::Close { conn } => self.close(conn),
                 Output::Transmit { socket, to, data } => self.transmit(socket, to, &data),
                 Output::Event(event) => self.on_event(event),
-                // uTP streams are not exposed by this adapter yet.
-                Output::StreamReadable(_) | Output::StreamWritable(_) => {}
+                Output::StreamReadable(conn) | Output::StreamWritable(conn) => {
+                    self.pump_stream(conn)
+                }
             }
         }
         // Sockets still handshaking (or flushing) go back to a readiness future; the rest
@@ -544,6 +552,11 @@ impl Driver {
                 conn,
                 info,
                 early_data,
+            } if info.transport == Transport::Utp => self.start_stream(conn, info, early_data),
+            Event::Connection {
+                conn,
+                info,
+                early_data,
             } => {
                 let Some(hs) = self.held.remove(&conn) else {
                     tracing::warn!(?conn, "connection without a socket");
@@ -582,6 +595,73 @@ impl Driver {
         }
     }
 
+    /// Hands a uTP connection to the application: its bytes go through a bridge the driver
+    /// services on the core's readiness notices and on the application's pokes.
+    fn start_stream(&mut self, conn: ConnId, info: swarm_core::ConnInfo, early_data: Bytes) {
+        let reports = self.report_tx.clone();
+        let bridge = Bridge::new(Box::new(move || {
+            let _ = reports.send(Report::Stream(conn));
+        }));
+        let port = self.core.port().unwrap_or_default();
+        let local = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port));
+        let connection = Connection::utp(
+            bridge.clone(),
+            local,
+            early_data,
+            info,
+            conn,
+            self.report_tx.clone(),
+        );
+        self.utp_streams.insert(conn, bridge);
+        self.pump_stream(conn);
+        let _ = self.events.send(SwarmEvent::Connection(connection));
+    }
+
+    /// Moves bytes between a uTP connection's bridge and the core, as far as both allow.
+    fn pump_stream(&mut self, conn: ConnId) {
+        use swarm_core::StreamError;
+        let Some(bridge) = self.utp_streams.get(&conn).cloned() else {
+            return;
+        };
+        let now = self.now();
+        let mut state = bridge.lock();
+        Bridge::clear_poke(&mut state);
+        while !state.outbound.is_empty() && !state.closed {
+            match self.core.stream_write(now, conn, &state.outbound) {
+                Ok(n) => state.outbound.advance(n),
+                Err(StreamError::WouldBlock) => break,
+                Err(_) => state.closed = true,
+            }
+        }
+        if state.closed {
+            state.outbound.clear();
+        }
+        if state.shutdown && !state.dropped && state.outbound.is_empty() && !state.closed {
+            // Idempotent in the core: the FIN is queued once.
+            let _ = self.core.stream_shutdown(now, conn);
+        }
+        while !state.dropped && !state.eof && !state.closed && state.inbound.len() < INBOUND_CAP {
+            let room = (INBOUND_CAP - state.inbound.len()).min(self.datagram_buf.len());
+            match self
+                .core
+                .stream_read(now, conn, &mut self.datagram_buf[..room])
+            {
+                Ok(0) => state.eof = true,
+                Ok(n) => state.inbound.extend_from_slice(&self.datagram_buf[..n]),
+                Err(StreamError::WouldBlock) => break,
+                Err(_) => state.closed = true,
+            }
+        }
+        Bridge::wake(&mut state);
+        let released = state.dropped && (state.outbound.is_empty() || state.closed);
+        drop(state);
+        if released {
+            // The FIN follows what the core still has queued.
+            self.utp_streams.remove(&conn);
+            let _ = self.core.disconnect(now, conn);
+        }
+    }
+
     fn start_external(&mut self, conn: ConnId, info: swarm_core::ConnInfo) {
         let Some(handshake) = self.external.clone() else {
             return;
@@ -601,6 +681,11 @@ impl Driver {
 
     fn shutdown(&mut self) {
         self.listener = None;
+        for (_, bridge) in self.utp_streams.drain() {
+            let mut state = bridge.lock();
+            state.closed = true;
+            Bridge::wake(&mut state);
+        }
         self.held.clear();
         for (_, live) in self.live.drain() {
             live.owner.end();

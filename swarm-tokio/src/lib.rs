@@ -23,6 +23,7 @@
 
 mod connection;
 mod driver;
+mod stream_bridge;
 pub mod udp;
 
 pub use connection::Connection;
@@ -148,9 +149,17 @@ impl SwarmBuilder {
         self
     }
 
-    /// Dial and accept TCP (the only transport of this adapter so far).
+    /// Dial and accept TCP (on by default).
     pub fn tcp(mut self, on: bool) -> Self {
         self.config.tcp = on;
+        self
+    }
+
+    /// Dial and accept uTP on the swarm's UDP port (the TCP port's number), which the DHT
+    /// and dns-discovery servers then share. Off by default in the library; a dial then races
+    /// both transports as Node does, and a uTP connection is the same [`Connection`] type.
+    pub fn utp(mut self, on: bool) -> Self {
+        self.config.utp = on;
         self
     }
 
@@ -226,7 +235,9 @@ impl SwarmBuilder {
     }
 
     /// Starts the swarm's driver on the current tokio runtime.
-    pub fn build(self) -> Result<Swarm, Error> {
+    pub fn build(mut self) -> Result<Swarm, Error> {
+        // This adapter never dials uTP itself: the core runs it over the swarm's UDP socket.
+        self.config.utp_in_core = self.config.utp;
         let core = swarm_core::Swarm::new(self.config).map_err(Error::Config)?;
         let id = core.id().clone();
         let (commands, command_rx) = mpsc::unbounded_channel();

@@ -77,6 +77,13 @@ struct JoinArgs {
     /// Turn multicast DNS (LAN discovery) off.
     #[arg(long)]
     no_mdns: bool,
+    /// Neither dial nor accept TCP (uTP only).
+    #[arg(long, conflicts_with = "no_utp")]
+    no_tcp: bool,
+    /// Neither dial nor accept uTP (TCP only; the DHT and dns-discovery then use their own
+    /// UDP sockets).
+    #[arg(long)]
+    no_utp: bool,
     /// Find peers through this dns-discovery server: HOST (ports 5300, then 53), HOST:PORT or
     /// HOST:PORT,SECONDARY (repeatable).
     #[arg(long = "dns-server", value_name = "HOST[:PORT]", value_parser = parse_dns_server)]
@@ -152,6 +159,8 @@ async fn join(args: JoinArgs) -> ExitCode {
         .max_connections(args.max_connections)
         .whitelist(args.whitelist.iter().copied())
         .keep_existing_connections(args.keep_existing)
+        .tcp(!args.no_tcp)
+        .utp(!args.no_utp)
         .mdns(!args.no_mdns);
     if !args.mdns_interface.is_empty() {
         builder = builder.mdns_interfaces(args.mdns_interface.iter().copied());
