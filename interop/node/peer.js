@@ -7,6 +7,9 @@
 //                [--dht-bootstrap HOST:PORT]  (DHT on, with that bootstrap node only)
 //                [--mdns]  (multicast DNS on: dns-discovery with no servers)
 //                [--dns-server HOST:PORT]...  (unicast dns-discovery servers; multicast off unless --mdns)
+//                [--utp] [--no-tcp]  (uTP on through utp-native; TCP off)
+//                [--bulk-mib N]  (on connection: send N MiB of random bytes then end; log the SHA-256
+//                                 of what was sent and of everything received at its end)
 'use strict'
 const crypto = require('crypto')
 const swarmFactory = require('discovery-swarm')
@@ -16,6 +19,8 @@ for (let i = 2; i < process.argv.length; i++) {
   const k = process.argv[i]
   if (k === '--dial-on-signal') { args.dialOnSignal = true; continue }
   if (k === '--mdns') { args.mdns = true; continue }
+  if (k === '--utp') { args.utp = true; continue }
+  if (k === '--no-tcp') { args.noTcp = true; continue }
   const v = process.argv[++i]
   if (v === undefined) usage(`missing value for ${k}`)
   if (k === '--port') args.port = Number(v)
@@ -26,6 +31,7 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (k === '--send') args.send = v
   else if (k === '--dht-bootstrap') args.dhtBootstrap = v
   else if (k === '--dns-server') args.dnsServers.push(v)
+  else if (k === '--bulk-mib') args.bulkMib = Number(v)
   else usage(`unknown argument ${k}`)
 }
 function usage (msg) {
@@ -51,7 +57,7 @@ process.on('uncaughtException', (err) => {
 const dht = args.dhtBootstrap ? { bootstrap: [args.dhtBootstrap] } : false
 let dns = args.mdns ? {} : false
 if (args.dnsServers.length) dns = { servers: args.dnsServers, multicast: !!args.mdns }
-const sw = swarmFactory({ utp: false, dns, dht, id })
+const sw = swarmFactory({ utp: !!args.utp, tcp: !args.noTcp, dns, dht, id })
 
 // Ports are recorded at 'handshaking' because a destroyed socket may no longer know them.
 function ports (conn) {
@@ -88,11 +94,37 @@ sw.on('listening', () => log('listening', { port: sw.address().port, id: idHex }
 sw.on('close', () => log('close', {}))
 sw.on('error', (err) => log('error', { error: String(err) }))
 
-sw.on('connection', (conn) => {
+sw.on('connection', (conn, info) => {
   const p = ports(conn)
+  conn.on('error', (err) => log('conn-error', { type: info.type, error: String(err), code: err && err.code }))
+  if (args.bulkMib) return bulk(conn, info)
   conn.on('data', (data) => log('data', { localPort: p.localPort, remotePort: p.remotePort, data: data.toString('utf8') }))
   conn.write(send)
 })
+
+// Sends args.bulkMib MiB then ends; hashes both directions.
+function bulk (conn, info) {
+  const got = crypto.createHash('sha256')
+  let received = 0
+  conn.on('data', (data) => { got.update(data); received += data.length })
+  conn.on('end', () => log('received', { type: info.type, bytes: received, sha256: got.digest('hex') }))
+  const sent = crypto.createHash('sha256')
+  let left = args.bulkMib * 1024 * 1024
+  function more () {
+    while (left > 0) {
+      const chunk = crypto.randomBytes(Math.min(left, 64 * 1024))
+      sent.update(chunk)
+      left -= chunk.length
+      if (left === 0) {
+        conn.end(chunk)
+        log('sent', { type: info.type, bytes: args.bulkMib * 1024 * 1024, sha256: sent.digest('hex') })
+        return
+      }
+      if (!conn.write(chunk)) return conn.once('drain', more)
+    }
+  }
+  more()
+}
 
 sw.listen(args.port || 0, () => {
   if (args.topic !== undefined) sw.join(args.topic, {}, (err) => log('joined', { topic: args.topic, error: err ? String(err) : null }))
