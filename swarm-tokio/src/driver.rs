@@ -276,10 +276,33 @@ impl Driver {
                 self.on_dialled(conn, result);
                 progressed = true;
             }
+            progressed |= self.take_datagrams();
             if !progressed {
                 return;
             }
         }
+    }
+
+    /// Datagrams already queued on the UDP sockets: one uTP ack then covers many of them,
+    /// and the outputs go out as one batch.
+    fn take_datagrams(&mut self) -> bool {
+        let mut taken = false;
+        for socket in [UdpSocket::Swarm, UdpSocket::Mdns, UdpSocket::Dns] {
+            let udp = match socket {
+                UdpSocket::Mdns => self.mdns.as_ref(),
+                UdpSocket::Swarm => self.swarm_udp.as_ref(),
+                UdpSocket::Dns => self.dns_udp.as_ref(),
+            };
+            let Some(udp) = udp else { continue };
+            match udp.recv.try_recv_from(&mut self.datagram_buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                received => {
+                    self.on_datagram(socket, received);
+                    taken = true;
+                }
+            }
+        }
+        taken
     }
 
     async fn on_command(&mut self, command: Command) {
@@ -681,10 +704,19 @@ impl Driver {
 
     fn shutdown(&mut self) {
         self.listener = None;
-        for (_, bridge) in self.utp_streams.drain() {
+        // A uTP peer learns of the end only from us: send each stream's FIN once (no one
+        // will be left to retransmit it). TCP sockets close with their file descriptors.
+        let now = self.now();
+        for (conn, bridge) in self.utp_streams.drain() {
+            let _ = self.core.disconnect(now, conn);
             let mut state = bridge.lock();
             state.closed = true;
             Bridge::wake(&mut state);
+        }
+        while let Some(output) = self.core.poll_output() {
+            if let Output::Transmit { socket, to, data } = output {
+                self.transmit(socket, to, &data);
+            }
         }
         self.held.clear();
         for (_, live) in self.live.drain() {
@@ -759,7 +791,10 @@ async fn bind(port: u16, with_udp: bool) -> io::Result<Bound> {
             return Ok((listener, None, bound));
         }
         match std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, bound)) {
-            Ok(udp) => return Ok((listener, Some(Udp::new(udp)?), bound)),
+            Ok(udp) => {
+                widen_buffers(&udp);
+                return Ok((listener, Some(Udp::new(udp)?), bound));
+            }
             Err(e) if port != 0 => return Err(e),
             Err(_) => continue,
         }
@@ -768,6 +803,21 @@ async fn bind(port: u16, with_udp: bool) -> io::Result<Bound> {
         io::ErrorKind::AddrInUse,
         "no port free for both TCP and UDP",
     ))
+}
+
+/// Kernel buffers for the swarm's UDP socket. One uTP connection keeps up to its 1 MiB window
+/// in flight; the default receive buffer (about 200 KiB, ~90 full datagrams) overflows on
+/// the first burst, and each loss costs a retransmission round. The kernel caps the request
+/// at `net.core.rmem_max`/`wmem_max`; best effort.
+fn widen_buffers(udp: &std::net::UdpSocket) {
+    const UDP_BUFFER: usize = 4 << 20;
+    let socket = socket2::SockRef::from(udp);
+    if let Err(e) = socket.set_recv_buffer_size(UDP_BUFFER) {
+        tracing::debug!(error = %e, "cannot widen the UDP receive buffer");
+    }
+    if let Err(e) = socket.set_send_buffer_size(UDP_BUFFER) {
+        tracing::debug!(error = %e, "cannot widen the UDP send buffer");
+    }
 }
 
 /// Dual-stack like Node (`::`), falling back to IPv4 where IPv6 is unavailable.

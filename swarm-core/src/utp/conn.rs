@@ -114,7 +114,7 @@ pub struct Conn {
     ack_nr: u16,
     // --- sending
     /// Written, not yet cut into packets.
-    pending: BytesMut,
+    pending: send_queue::SendQueue,
     /// Sent, not cumulatively acked: seqs `una .. seq_nr`, contiguous.
     flight: VecDeque<OutPkt>,
     /// Payload bytes in `flight` (for the send-buffer limit).
@@ -178,7 +178,7 @@ impl Conn {
             send_id,
             seq_nr,
             ack_nr: 0,
-            pending: BytesMut::new(),
+            pending: send_queue::SendQueue::default(),
             flight: VecDeque::new(),
             flight_bytes: 0,
             cur_window: 0,
@@ -261,7 +261,7 @@ impl Conn {
     pub fn heap_bytes(&self) -> usize {
         self.scratch.capacity()
             + self.rx_block.capacity()
-            + self.pending.capacity()
+            + self.pending.heap_bytes()
             + self.flight.capacity() * core::mem::size_of::<OutPkt>()
             + self.reorder.capacity() * core::mem::size_of::<Option<Bytes>>()
             + self.readable.capacity() * core::mem::size_of::<Bytes>()
@@ -308,7 +308,7 @@ impl Conn {
     /// Queues as much of `data` as the send buffer takes; returns how much.
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.send_capacity());
-        self.pending.extend_from_slice(&data[..n]);
+        self.pending.push(&data[..n]);
         n
     }
 
@@ -682,6 +682,7 @@ impl Conn {
 }
 
 mod output;
+mod send_queue;
 
 #[cfg(test)]
 mod tests;

@@ -94,7 +94,7 @@ impl Conn {
                 n = n.min(self.peer_wnd);
             }
             if self.window_allows(n) {
-                let payload = self.pending.split_to(n).freeze();
+                let payload = self.pending.take(n);
                 return Some(self.send_new(now, PacketType::Data, payload));
             }
         }
