@@ -161,8 +161,8 @@ def spawn_rust(name, port, rust_id, peer=None, dht=None, mdns=False, dns_server=
         argv += ["--no-mdns"]
     if peer:
         argv += ["--peer", f"127.0.0.1:{peer}"]
-    if dht:
-        argv += ["--dht-bootstrap", f"127.0.0.1:{dht}"]
+    # Never the public routers (the CLI's default): a local bootstrap node or no DHT.
+    argv += ["--dht-bootstrap", f"127.0.0.1:{dht}"] if dht else ["--no-dht"]
     if dns_server:
         argv += ["--dns-server", f"127.0.0.1:{dns_server}"]
     CHILDREN.append(p := Proc(name, argv, events="stderr", stdin=True))

@@ -228,3 +228,37 @@ fn idle_buckets_are_refreshed_quietly() {
         assert_eq!(node.in_flight(), 0);
     }
 }
+
+/// Bootstrap nodes that arrive after start (router names resolved late by the driver) are
+/// asked at once, and every joined topic's lookup runs again through them.
+#[test]
+fn bootstrap_nodes_added_after_start_are_used_at_once() {
+    use swarm_core::{Config, Input, Output, Swarm};
+    let mut swarm = Swarm::new(Config::new(vec![1; 32], 7).with_dht(Vec::new())).unwrap();
+    let now = Instant::from_micros(1_000_000);
+    swarm.join(now, &b"topic"[..], true);
+    swarm.handle_input(now, Input::Listening { port: 7000 });
+    while let Some(output) = swarm.poll_output() {
+        assert!(
+            !matches!(output, Output::Transmit { .. }),
+            "nothing to ask without a bootstrap node"
+        );
+    }
+    let router: SocketAddr = "192.0.2.7:6881".parse().unwrap();
+    swarm.add_dht_bootstrap(now, &[router]);
+    let mut queries = Vec::new();
+    while let Some(output) = swarm.poll_output() {
+        if let Output::Transmit { to, data, .. } = output {
+            assert_eq!(to, router);
+            queries.push(String::from_utf8_lossy(&data).into_owned());
+        }
+    }
+    assert!(
+        queries.iter().any(|q| q.contains("find_node")),
+        "{queries:?}"
+    );
+    assert!(
+        queries.iter().any(|q| q.contains("get_peers")),
+        "{queries:?}"
+    );
+}

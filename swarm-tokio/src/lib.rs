@@ -194,7 +194,8 @@ impl SwarmBuilder {
     }
 
     /// Turns the Mainline DHT on (shared UDP port, the TCP port's number), bootstrapping from
-    /// `bootstrap`. There is no default list yet: nothing is contacted that was not named.
+    /// `bootstrap` (may be empty; add nodes later with `add_dht_bootstrap`). The library
+    /// contacts nothing that was not named; [`MAINLINE_ROUTERS`] is the CLI's default.
     pub fn dht(mut self, bootstrap: Vec<SocketAddr>) -> Self {
         self.config = self.config.with_dht(bootstrap);
         self
@@ -316,6 +317,12 @@ impl SwarmHandle {
         self.with_core(move |core, now| core.add_peer(now, topic.as_deref(), addr));
     }
 
+    /// Adds DHT bootstrap nodes after start, e.g. the routers [`resolve_bootstrap`] found;
+    /// the swarm bootstraps through them and looks every joined topic up again.
+    pub fn add_dht_bootstrap(&self, addrs: Vec<SocketAddr>) {
+        self.with_core(move |core, now| core.add_dht_bootstrap(now, &addrs));
+    }
+
     /// Bans a peer (Node's `removePeer`); existing connections stay.
     pub fn remove_peer(&self, topic: Option<impl AsRef<[u8]>>, addr: SocketAddr) {
         let topic = topic.map(|t| Bytes::copy_from_slice(t.as_ref()));
@@ -399,6 +406,31 @@ impl Stream for Swarm {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SwarmEvent>> {
         self.events.poll_recv(cx)
     }
+}
+
+/// The public Mainline DHT routers Node's k-rpc bootstraps from by default: the product's
+/// default for `discovery-swarm join`. Tests and private networks name their own nodes.
+pub const MAINLINE_ROUTERS: [&str; 3] = [
+    "router.bittorrent.com:6881",
+    "router.utorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+];
+
+/// Resolves DHT bootstrap nodes written as `host:port`, each to its first IPv4 address (the
+/// DHT socket is IPv4). A name that does not resolve is logged and skipped, as Node skips a
+/// router it cannot reach: the swarm goes on with what it has.
+pub async fn resolve_bootstrap(names: &[String]) -> Vec<SocketAddr> {
+    let mut found = Vec::new();
+    for name in names {
+        match tokio::net::lookup_host(name.as_str()).await {
+            Ok(addrs) => match addrs.into_iter().find(SocketAddr::is_ipv4) {
+                Some(addr) => found.push(addr),
+                None => tracing::warn!(%name, "DHT bootstrap node has no IPv4 address"),
+            },
+            Err(e) => tracing::warn!(%name, error = %e, "DHT bootstrap node does not resolve"),
+        }
+    }
+    found
 }
 
 /// Resolves a dns-discovery server as Node writes it: `host` (ports 5300, then 53),

@@ -50,7 +50,7 @@ impl Drop for Peer {
 
 fn spawn(args: &[&str]) -> Peer {
     let mut child = Command::new(BIN)
-        .args(["join", "pipe-test", "--json", "--pipe"])
+        .args(["join", "pipe-test", "--json", "--pipe", "--no-dht"])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -155,4 +155,53 @@ fn pipe_forwards_bytes_as_they_arrive_and_moves_a_bulk_stream_intact() {
     let got = reader.join().unwrap();
     assert_eq!(got, mib << 20);
     eprintln!("piped {mib} MiB in {:?}", started.elapsed());
+}
+
+#[test]
+fn default_dht_routers_that_do_not_resolve_leave_the_swarm_working() {
+    // The default bootstraps from the public routers: inside the namespace their names cannot
+    // resolve (and nothing leaves it), which must cost a warning, not the swarm.
+    if !support::isolated("default_dht_routers_that_do_not_resolve_leave_the_swarm_working") {
+        return;
+    }
+    let mut child = Command::new(BIN)
+        .args(["join", "dflt", "--json", "--no-mdns", "--port", "0"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Events on stdout (no --pipe), warnings on stderr: one stream of lines.
+    let (tx, lines) = mpsc::channel();
+    let out: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+    let err: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
+    for source in [out, err] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(source).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let defaulted = Peer {
+        child,
+        events: lines,
+    };
+    let port = field(&defaulted.wait_for("listening"), "port");
+    let dialler = spawn(&["--no-mdns", "--peer", &format!("127.0.0.1:{port}")]);
+    dialler.wait_for("connection");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut connected, mut warned) = (false, false);
+    while !(connected && warned) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = defaulted
+            .events
+            .recv_timeout(left)
+            .expect("connection and warning in time");
+        connected |= line.contains("\"event\":\"connection\"");
+        warned |= line.contains("does not resolve") && line.contains("router.bittorrent.com");
+    }
 }

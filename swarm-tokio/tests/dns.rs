@@ -92,6 +92,7 @@ fn peers_find_each_other_through_our_dns_server() {
         "dns-topic",
         "--json",
         "--no-mdns",
+        "--no-dht",
         "--dns-server",
         &dns,
     ]);
@@ -100,6 +101,7 @@ fn peers_find_each_other_through_our_dns_server() {
         "dns-topic",
         "--json",
         "--no-mdns",
+        "--no-dht",
         "--dns-server",
         &dns,
     ]);

@@ -37,7 +37,7 @@ mod node;
 pub mod routing;
 pub mod tokens;
 
-pub use node::{DhtConfig, DhtEvent, DhtNode, LookupId, MAX_LOOKUPS};
+pub use node::{DhtConfig, DhtEvent, DhtNode, LookupId, MAX_BOOTSTRAP, MAX_LOOKUPS};
 
 use core::fmt;
 

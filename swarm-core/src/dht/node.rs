@@ -15,6 +15,9 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 
+/// Bootstrap nodes kept at most (a handful of routers is the norm).
+pub const MAX_BOOTSTRAP: usize = 32;
+
 /// Configuration of a [`DhtNode`]. Nothing here reaches the network by default: the
 /// bootstrap list is empty unless the caller fills it.
 #[derive(Clone, Debug)]
@@ -199,6 +202,23 @@ impl DhtNode {
     /// bootstrap list when it is empty.
     pub fn bootstrap(&mut self, now: Instant) -> LookupId {
         self.start(now, self.config.id, Kind::FindNode, false)
+    }
+
+    /// Adds bootstrap nodes learnt after start (e.g. router names the driver resolved later)
+    /// and bootstraps through them. At most [`MAX_BOOTSTRAP`] are kept.
+    pub fn add_bootstrap(
+        &mut self,
+        now: Instant,
+        addrs: impl IntoIterator<Item = SocketAddr>,
+    ) -> LookupId {
+        for addr in addrs {
+            let addr = normalize_addr(addr);
+            if self.config.bootstrap.len() < MAX_BOOTSTRAP && !self.config.bootstrap.contains(&addr)
+            {
+                self.config.bootstrap.push(addr);
+            }
+        }
+        self.bootstrap(now)
     }
 
     /// Starts a `find_node` lookup of `target`.

@@ -382,6 +382,23 @@ impl Swarm {
         self.leave_topic(topic)
     }
 
+    /// Adds DHT bootstrap nodes after start (a driver resolving router names does this when
+    /// the names resolve): bootstraps through them and runs every joined topic's DHT round
+    /// again at once, since earlier rounds may have had no node to ask.
+    pub fn add_dht_bootstrap(&mut self, now: Instant, addrs: &[SocketAddr]) {
+        let Some(dht) = self.dht.as_mut() else {
+            return;
+        };
+        dht.add_bootstrap(now, addrs.iter().copied());
+        if self.port.is_some() {
+            let topics: Vec<Bytes> = self.topics.keys().cloned().collect();
+            for topic in topics {
+                self.dht_round(now, topic);
+            }
+        }
+        self.pump_discovery(now);
+    }
+
     /// Adds a candidate peer by hand; it takes the same path as a discovered one.
     pub fn add_peer(&mut self, now: Instant, topic: Option<&[u8]>, addr: SocketAddr) {
         self.discovered(

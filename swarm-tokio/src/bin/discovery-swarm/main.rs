@@ -67,10 +67,10 @@ struct JoinArgs {
     /// Look the topics up without announcing them.
     #[arg(long)]
     no_announce: bool,
-    /// Find peers through the Mainline DHT, bootstrapping from these nodes (comma-separated
-    /// HOST:PORT). No public default yet: without this the DHT is off.
-    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT,...", value_parser = parse_peer)]
-    dht_bootstrap: Vec<SocketAddr>,
+    /// Bootstrap the Mainline DHT from these nodes (comma-separated HOST:PORT) instead of the
+    /// public routers (router.bittorrent.com, router.utorrent.com, dht.transmissionbt.com).
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT,...", value_parser = parse_bootstrap)]
+    dht_bootstrap: Vec<String>,
     /// Turn the DHT off even if bootstrap nodes are given.
     #[arg(long)]
     no_dht: bool,
@@ -127,6 +127,16 @@ fn parse_peer(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+/// `HOST:PORT` with a port, checked now and resolved later.
+fn parse_bootstrap(text: &str) -> Result<String, String> {
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {
+            Ok(text.to_string())
+        }
+        _ => Err(format!("expected HOST:PORT, got {text:?}")),
+    }
+}
+
 fn parse_dns_server(text: &str) -> Result<swarm_core::dnsd::ServerAddr, String> {
     swarm_tokio::resolve_dns_server(text).map_err(|e| e.to_string())
 }
@@ -165,8 +175,20 @@ async fn join(args: JoinArgs) -> ExitCode {
     if !args.mdns_interface.is_empty() {
         builder = builder.mdns_interfaces(args.mdns_interface.iter().copied());
     }
-    if !args.no_dht && !args.dht_bootstrap.is_empty() {
-        builder = builder.dht(args.dht_bootstrap.clone());
+    // Literal addresses go in at once; names (the public routers by default) are resolved
+    // in the background and added when they answer, so a slow resolver delays nothing.
+    let mut bootstrap_names = Vec::new();
+    if !args.no_dht {
+        let nodes = if args.dht_bootstrap.is_empty() {
+            swarm_tokio::MAINLINE_ROUTERS.map(String::from).to_vec()
+        } else {
+            args.dht_bootstrap.clone()
+        };
+        let (literal, names): (Vec<_>, Vec<_>) = nodes
+            .into_iter()
+            .partition(|n| n.parse::<SocketAddr>().is_ok());
+        bootstrap_names = names;
+        builder = builder.dht(literal.iter().filter_map(|n| n.parse().ok()).collect());
     }
     for server in &args.dns_servers {
         builder = builder.dns_server(*server);
@@ -187,6 +209,15 @@ async fn join(args: JoinArgs) -> ExitCode {
     }
     for topic in &args.topics {
         swarm.join(topic, !args.no_announce);
+    }
+    if !bootstrap_names.is_empty() {
+        let handle = swarm.handle();
+        tokio::spawn(async move {
+            let found = swarm_tokio::resolve_bootstrap(&bootstrap_names).await;
+            if !found.is_empty() {
+                handle.add_dht_bootstrap(found);
+            }
+        });
     }
     for peer in &args.peers {
         swarm.add_peer(Some(&args.topics[0]), *peer);
