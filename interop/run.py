@@ -618,7 +618,8 @@ def utp_bulk(node, rust, node_id, rust_id):
     if not got:
         raise Fail(f"node did not receive our {UTP_MIB} MiB and FIN within {limit} s")
     if (got["bytes"], got["sha256"]) != (UTP_MIB << 20, want):
-        raise Fail(f"node received {got['bytes']} bytes with a different SHA-256")
+        raise Fail(f"node received {got['bytes']} bytes with a different SHA-256 "
+                   f"(rust had received {len(rust.raw)} of node's bytes)")
     sent = node.wait_event("sent", 5)
     if not rust.wait(lambda s: len(s.raw) >= UTP_MIB << 20, limit):
         raise Fail(f"rust received {len(rust.raw)} of node's {UTP_MIB << 20} bytes")

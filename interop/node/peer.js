@@ -8,8 +8,8 @@
 //                [--mdns]  (multicast DNS on: dns-discovery with no servers)
 //                [--dns-server HOST:PORT]...  (unicast dns-discovery servers; multicast off unless --mdns)
 //                [--utp] [--no-tcp]  (uTP on through utp-native; TCP off)
-//                [--bulk-mib N]  (on connection: send N MiB of random bytes then end; log the SHA-256
-//                                 of what was sent and of everything received at its end)
+//                [--bulk-mib N]  (on connection: send N MiB of random bytes, end once the peer
+//                                 ended; log the SHA-256 of what was sent and of everything received)
 'use strict'
 const crypto = require('crypto')
 const swarmFactory = require('discovery-swarm')
@@ -107,7 +107,15 @@ function bulk (conn, info) {
   const got = crypto.createHash('sha256')
   let received = 0
   conn.on('data', (data) => { got.update(data); received += data.length })
-  conn.on('end', () => log('received', { type: info.type, bytes: received, sha256: got.digest('hex') }))
+  // Our end() waits for the peer's: both sides stream at once, and the peer's half-close must
+  // leave our direction open (we keep sending after its FIN).
+  let peerEnded = false
+  let lastChunk = null
+  conn.on('end', () => {
+    log('received', { type: info.type, bytes: received, sha256: got.digest('hex') })
+    peerEnded = true
+    if (lastChunk) conn.end(lastChunk)
+  })
   const sent = crypto.createHash('sha256')
   let left = args.bulkMib * 1024 * 1024
   function more () {
@@ -116,7 +124,8 @@ function bulk (conn, info) {
       sent.update(chunk)
       left -= chunk.length
       if (left === 0) {
-        conn.end(chunk)
+        if (peerEnded) conn.end(chunk)
+        else lastChunk = chunk
         log('sent', { type: info.type, bytes: args.bulkMib * 1024 * 1024, sha256: sent.digest('hex') })
         return
       }

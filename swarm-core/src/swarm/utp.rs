@@ -333,6 +333,7 @@ impl Swarm {
     }
 
     fn on_utp_closed(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+        tracing::debug!(?conn, ?reason, "uTP connection ended");
         if let Some(stream) = self.utp.as_mut().and_then(|u| u.streams.get_mut(&conn)) {
             stream.ended = Some(reason);
         }
