@@ -1,0 +1,76 @@
+//! Abuse rules of issue 4 not covered by `dht_responder.rs`: routing-table poisoning from
+//! thousands of addresses, error replies that must never be answered, and reply sizes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use swarm_core::dht::krpc::{self, Body, Query};
+use swarm_core::dht::routing::K;
+use swarm_core::dht::{DhtConfig, DhtNode, NodeId};
+use swarm_core::Instant;
+
+const T0: Instant = Instant::ZERO;
+
+fn query(t: &[u8], from_id: NodeId, q: &Query<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    krpc::emit_query(&mut out, t, &from_id, q);
+    out
+}
+
+fn drain(node: &mut DhtNode) -> Vec<(SocketAddr, bytes::Bytes)> {
+    std::iter::from_fn(|| node.poll_transmit()).collect()
+}
+
+#[test]
+fn poisoning_with_thousands_of_fake_ids_keeps_memory_and_replies_bounded() {
+    let mut n = DhtNode::new(DhtConfig::new(11), T0);
+    let own = n.id();
+    let mut max_reply = 0;
+    let mut max_query = 0;
+    for i in 0..20_000u32 {
+        // Ids crafted close to ours (the bucket an attacker wants to own), each from its
+        // own address so the per-IP limits do not apply.
+        let mut fake = own;
+        fake.0[19] ^= (i as u8) | 1;
+        fake.0[18] ^= (i >> 8) as u8;
+        fake.0[17] ^= (i >> 16) as u8;
+        let from = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881));
+        let now = T0 + Duration::from_millis(u64::from(i));
+        let q = query(b"aa", fake, &Query::FindNode { target: own });
+        max_query = max_query.max(q.len());
+        n.handle_datagram(now, from, &q);
+        for (_, reply) in drain(&mut n) {
+            max_reply = max_reply.max(reply.len());
+        }
+    }
+    // Bounded: at most 160 buckets of K, and one reply per query no larger than K nodes.
+    assert!(n.table().len() <= 160 * K, "{}", n.table().len());
+    assert!(n.table().bucket_count() <= 160);
+    assert!(max_reply <= 2 + 8 + 26 * K + 64, "{max_reply} bytes");
+    assert!(max_reply < 4 * max_query, "{max_reply} vs {max_query}");
+    // Nobody answered our ping-before-evict probes, so no fake contact is good.
+    assert!(n.table().iter().all(
+        |c| c.state(T0 + Duration::from_secs(20)) != swarm_core::dht::routing::NodeState::Good
+    ));
+}
+
+#[test]
+fn error_replies_and_unsolicited_responses_are_never_answered() {
+    let mut n = DhtNode::new(DhtConfig::new(12), T0);
+    let from = SocketAddr::from(([10, 7, 0, 1], 6881));
+    let mut err = Vec::new();
+    krpc::emit_error(&mut err, b"zz", 201, b"Generic Error");
+    n.handle_datagram(T0, from, &err);
+    let mut resp = Vec::new();
+    krpc::emit_response(&mut resp, b"zz", &NodeId([3; 20]), Some(&[]), None, &[]);
+    n.handle_datagram(T0, from, &resp);
+    // No error-for-error loop, no reply to a response, nobody learned.
+    assert!(drain(&mut n).is_empty());
+    assert!(n.table().is_empty());
+    // A query still gets its single reply, echoing `t`.
+    n.handle_datagram(T0, from, &query(b"q1", NodeId([4; 20]), &Query::Ping));
+    let out = drain(&mut n);
+    assert_eq!(out.len(), 1);
+    let msg = krpc::parse(&out[0].1).unwrap();
+    assert_eq!(msg.t, b"q1");
+    assert!(matches!(msg.body, Body::Response(_)));
+}
