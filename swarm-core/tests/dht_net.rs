@@ -262,3 +262,50 @@ fn bootstrap_nodes_added_after_start_are_used_at_once() {
         "{queries:?}"
     );
 }
+
+/// A node restarted with the contacts it saved (and its id) finds an announced topic with no
+/// bootstrap node at all, and the saved list leads with contacts that answered it.
+#[test]
+fn a_restarted_node_finds_the_network_through_its_saved_contacts() {
+    let n = 60;
+    let (mut net, _) = run_scenario(n, 0);
+    let seeker = n - 2;
+    let now = net.now;
+    let saved = net.nodes[seeker].contacts(now);
+    assert!(saved.len() >= 8, "{} contacts saved", saved.len());
+    assert!(saved.iter().all(|(id, _)| *id != net.nodes[seeker].id()));
+    let answered = |c: &(NodeId, SocketAddrV4)| {
+        net.nodes[seeker]
+            .table()
+            .get(&c.0)
+            .is_some_and(|c| c.state(now) == swarm_core::dht::routing::NodeState::Good)
+    };
+    let good = saved.iter().take_while(|c| answered(c)).count();
+    assert!(good > 0 && saved[good..].iter().all(|c| !answered(c)));
+
+    // Restart: same id and address, the saved contacts, an empty bootstrap list.
+    let mut config = DhtConfig::new(9_999);
+    config.id = net.nodes[seeker].id();
+    config.contacts = saved.clone();
+    net.nodes[seeker] = DhtNode::new(config, now);
+    // The same id gives the same bucket layout, so every saved contact fits back in.
+    assert_eq!(net.nodes[seeker].table().len(), saved.len());
+
+    net.events.clear();
+    let info_hash = NodeId::sha1(b"a topic");
+    let lookup = net.nodes[seeker].get_peers(now, info_hash);
+    net.flush(seeker);
+    let t = net.later(20_000);
+    net.run_until(t);
+    let found: Vec<_> = net
+        .events
+        .iter()
+        .filter_map(|(i, e)| match e {
+            DhtEvent::Peer {
+                lookup: l, addr, ..
+            } if *i == seeker && *l == lookup => Some(*addr),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(found, [announcer_addr(n)]);
+}

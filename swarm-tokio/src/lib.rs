@@ -201,6 +201,17 @@ impl SwarmBuilder {
         self
     }
 
+    /// Restores the DHT id and contacts saved by [`SwarmHandle::dht_state`] in an earlier run
+    /// (after [`SwarmBuilder::dht`]; without the DHT it does nothing): the first lookups then
+    /// start from the saved contacts and need no bootstrap node.
+    pub fn dht_state(mut self, state: swarm_core::dht::DhtState) -> Self {
+        if let Some(dht) = self.config.dht.as_mut() {
+            dht.id = state.id;
+            dht.contacts = state.contacts;
+        }
+        self
+    }
+
     /// Adds a dns-discovery server (repeatable; none by default, as discovery-swarm). Resolve
     /// Node's `host[:port[,secondary]]` with [`resolve_dns_server`]. Without uTP the client
     /// gets its own UDP socket on a random port.
@@ -349,6 +360,16 @@ impl SwarmHandle {
         let (reply, answer) = oneshot::channel();
         self.with_core(move |core, _| {
             let _ = reply.send(core.stats());
+        });
+        answer.await.map_err(|_| Error::Closed)
+    }
+
+    /// The DHT's id and contacts, to save and restore with [`SwarmBuilder::dht_state`] next
+    /// run; `None` without the DHT.
+    pub async fn dht_state(&self) -> Result<Option<swarm_core::dht::DhtState>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.with_core(move |core, now| {
+            let _ = reply.send(core.dht_state(now));
         });
         answer.await.map_err(|_| Error::Closed)
     }

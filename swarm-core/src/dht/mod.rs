@@ -35,9 +35,11 @@ pub mod krpc;
 mod lookup;
 mod node;
 pub mod routing;
+mod state;
 pub mod tokens;
 
-pub use node::{DhtConfig, DhtEvent, DhtNode, LookupId, MAX_BOOTSTRAP, MAX_LOOKUPS};
+pub use node::{DhtConfig, DhtEvent, DhtNode, LookupId, MAX_BOOTSTRAP, MAX_LOOKUPS, MAX_RESTORED};
+pub use state::{DhtState, StateError};
 
 use core::fmt;
 

@@ -2,7 +2,7 @@
 
 use super::krpc::{self, Body, Query, Response};
 use super::lookup::{Kind, Lookup, Step};
-use super::routing::{Insert, RoutingTable, Seen, K};
+use super::routing::{Insert, NodeState, RoutingTable, Seen, K};
 use super::tokens::{PeerStore, StoreLimits, Tokens};
 use super::NodeId;
 use crate::peer::normalize_addr;
@@ -46,6 +46,10 @@ pub struct DhtConfig {
     /// Peers returned in one `get_peers` reply (keeps it under ~500 bytes).
     pub max_values: usize,
     pub store: StoreLimits,
+    /// Contacts saved from an earlier run ([`DhtNode::contacts`]), put in the routing table
+    /// as questionable at start: the first lookups then need no bootstrap node, and those
+    /// that stopped answering age out like any other contact. At most [`MAX_RESTORED`].
+    pub contacts: Vec<(NodeId, SocketAddrV4)>,
 }
 
 impl DhtConfig {
@@ -67,6 +71,7 @@ impl DhtConfig {
             max_contacts_per_ip: 4,
             max_values: 50,
             store: StoreLimits::default(),
+            contacts: Vec::new(),
         }
     }
 }
@@ -126,6 +131,9 @@ const MAINTENANCE: Duration = Duration::from_secs(60);
 /// contacts; it doubles up to [`REBOOTSTRAP_MAX`], so an unreachable network is not hammered.
 const REBOOTSTRAP_MIN: Duration = Duration::from_secs(15);
 const REBOOTSTRAP_MAX: Duration = Duration::from_secs(5 * 60);
+/// Saved contacts taken back at start: more than a full table's worth near our id would only
+/// be dropped by the per-bucket limit.
+pub const MAX_RESTORED: usize = 1024;
 
 /// A sans-IO Mainline DHT node (BEP 5).
 ///
@@ -158,8 +166,13 @@ impl DhtNode {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed);
         let tokens = Tokens::new(now, &mut rng);
         let seed = config.seed;
+        let mut table = RoutingTable::new(config.id, seed, config.max_contacts_per_ip);
+        for (id, addr) in config.contacts.iter().take(MAX_RESTORED) {
+            // Never answered us in this run: questionable until it does.
+            table.heard_from(now, *id, *addr, Seen::Query);
+        }
         DhtNode {
-            table: RoutingTable::new(config.id, seed, config.max_contacts_per_ip),
+            table,
             store: PeerStore::new(config.store, seed),
             tokens,
             next_t: rng.next_u32() as u16,
@@ -186,6 +199,19 @@ impl DhtNode {
     /// The routing table (read-only).
     pub fn table(&self) -> &RoutingTable {
         &self.table
+    }
+
+    /// Contacts worth keeping for the next run (see [`DhtConfig::contacts`]): every one that
+    /// is not bad, those that answered us recently first.
+    pub fn contacts(&self, now: Instant) -> Vec<(NodeId, SocketAddrV4)> {
+        let mut all: Vec<_> = self
+            .table
+            .iter()
+            .map(|c| (c.state(now), c))
+            .filter(|(state, _)| *state != NodeState::Bad)
+            .collect();
+        all.sort_by_key(|(state, _)| *state != NodeState::Good);
+        all.into_iter().map(|(_, c)| (c.id, c.addr)).collect()
     }
 
     /// Peers held for others.

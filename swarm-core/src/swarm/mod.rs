@@ -382,6 +382,15 @@ impl Swarm {
         self.leave_topic(topic)
     }
 
+    /// The DHT's id and the contacts worth saving for the next run (restore them with
+    /// [`crate::dht::DhtConfig`]'s `id` and `contacts`); `None` without the DHT.
+    pub fn dht_state(&self, now: Instant) -> Option<crate::dht::DhtState> {
+        self.dht.as_ref().map(|dht| crate::dht::DhtState {
+            id: dht.id(),
+            contacts: dht.contacts(now),
+        })
+    }
+
     /// Adds DHT bootstrap nodes after start (a driver resolving router names does this when
     /// the names resolve): bootstraps through them and runs every joined topic's DHT round
     /// again at once, since earlier rounds may have had no node to ask.

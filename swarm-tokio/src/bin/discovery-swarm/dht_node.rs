@@ -4,12 +4,13 @@
 
 use rand_core::{OsRng, TryRngCore};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use swarm_core::dht::{DhtConfig, DhtNode};
+use swarm_core::dht::{DhtConfig, DhtNode, DhtState};
 use swarm_core::Instant;
 use tokio::net::UdpSocket;
 
-pub async fn run(port: u16, bootstrap: Vec<SocketAddr>) -> ExitCode {
+pub async fn run(port: u16, bootstrap: Vec<SocketAddr>, state_file: Option<PathBuf>) -> ExitCode {
     let socket = match UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).await {
         Ok(socket) => socket,
         Err(e) => {
@@ -25,9 +26,13 @@ pub async fn run(port: u16, bootstrap: Vec<SocketAddr>) -> ExitCode {
         eprintln!("discovery-swarm: no OS randomness for the node id");
         return ExitCode::FAILURE;
     }
-    let has_bootstrap = !bootstrap.is_empty();
     let mut config = DhtConfig::new(u64::from_le_bytes(seed));
     config.bootstrap = bootstrap;
+    if let Some(state) = state_file.as_deref().and_then(crate::dht_state::load) {
+        config.id = state.id;
+        config.contacts = state.contacts;
+    }
+    let has_bootstrap = !config.bootstrap.is_empty() || !config.contacts.is_empty();
     let epoch = tokio::time::Instant::now();
     let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
     let mut node = DhtNode::new(config, now());
@@ -37,7 +42,21 @@ pub async fn run(port: u16, bootstrap: Vec<SocketAddr>) -> ExitCode {
     println!("{{\"event\":\"listening\",\"port\":{}}}", bound.port());
     let mut buf = vec![0u8; 64 * 1024];
     let mut terminate = crate::signal_terminate();
+    let save = |node: &DhtNode| {
+        if let Some(path) = state_file.as_deref() {
+            let state = DhtState {
+                id: node.id(),
+                contacts: node.contacts(now()),
+            };
+            crate::dht_state::save(path, &state);
+        }
+    };
+    let mut next_save = tokio::time::Instant::now() + crate::dht_state::SAVE_EVERY;
     loop {
+        if tokio::time::Instant::now() >= next_save {
+            save(&node);
+            next_save += crate::dht_state::SAVE_EVERY;
+        }
         while let Some((to, data)) = node.poll_transmit() {
             if let Err(e) = socket.send_to(&data, to).await {
                 tracing::debug!(%to, error = %e, "datagram dropped");
@@ -47,7 +66,8 @@ pub async fn run(port: u16, bootstrap: Vec<SocketAddr>) -> ExitCode {
         let wake = node
             .poll_timeout()
             .map(|t| epoch + std::time::Duration::from_micros(t.as_micros()))
-            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(60));
+            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(60))
+            .min(next_save);
         tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
                 Ok((len, from)) => node.handle_datagram(now(), from, &buf[..len]),
@@ -58,6 +78,7 @@ pub async fn run(port: u16, bootstrap: Vec<SocketAddr>) -> ExitCode {
             _ = terminate.recv() => break,
         }
     }
+    save(&node);
     eprintln!(
         "discovery-swarm: dht-node stopping ({} contacts, {} stored peers)",
         node.table().len(),

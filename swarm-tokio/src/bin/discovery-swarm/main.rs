@@ -1,6 +1,7 @@
 //! `discovery-swarm`: join topics and report (or pipe) every connection.
 
 mod dht_node;
+mod dht_state;
 mod dns_server;
 mod output;
 mod pipe;
@@ -9,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::time::Duration;
 use swarm_tokio::{SwarmBuilder, SwarmEvent};
 
 #[derive(Parser)]
@@ -42,6 +44,10 @@ struct DhtNodeArgs {
     /// Other nodes to join through (comma-separated HOST:PORT); none = start a new network.
     #[arg(long, value_delimiter = ',', value_name = "HOST:PORT,...", value_parser = parse_peer)]
     dht_bootstrap: Vec<SocketAddr>,
+    /// Keep the node's id and contacts in FILE (read at start, written every 5 minutes and
+    /// on exit).
+    #[arg(long, value_name = "FILE")]
+    dht_state: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -71,6 +77,14 @@ struct JoinArgs {
     /// public routers (router.bittorrent.com, router.utorrent.com, dht.transmissionbt.com).
     #[arg(long, value_delimiter = ',', value_name = "HOST:PORT,...", value_parser = parse_bootstrap)]
     dht_bootstrap: Vec<String>,
+    /// Keep the DHT's id and contacts in FILE: read at start (the first lookups then need no
+    /// bootstrap node), written every 5 minutes and on exit.
+    #[arg(long, value_name = "FILE")]
+    dht_state: Option<std::path::PathBuf>,
+    /// Seconds between a topic's DHT lookups and announces (Node's `dht.interval`; default a
+    /// random 10 to 15 minutes).
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    dht_interval: Option<Duration>,
     /// Turn the DHT off even if bootstrap nodes are given.
     #[arg(long)]
     no_dht: bool,
@@ -159,7 +173,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Join(args) => runtime.block_on(join(args)),
-        Command::DhtNode(args) => runtime.block_on(dht_node::run(args.port, args.dht_bootstrap)),
+        Command::DhtNode(args) => {
+            runtime.block_on(dht_node::run(args.port, args.dht_bootstrap, args.dht_state))
+        }
         Command::DnsServer(args) => runtime.block_on(dns_server::run(args)),
     }
 }
@@ -189,6 +205,10 @@ async fn join(args: JoinArgs) -> ExitCode {
             .partition(|n| n.parse::<SocketAddr>().is_ok());
         bootstrap_names = names;
         builder = builder.dht(literal.iter().filter_map(|n| n.parse().ok()).collect());
+        builder.config_mut().dht_interval = args.dht_interval;
+        if let Some(state) = args.dht_state.as_deref().and_then(dht_state::load) {
+            builder = builder.dht_state(state);
+        }
     }
     for server in &args.dns_servers {
         builder = builder.dns_server(*server);
@@ -225,8 +245,16 @@ async fn join(args: JoinArgs) -> ExitCode {
     let printer = output::Printer::new(args.json, args.pipe);
     let pipe = args.pipe.then(pipe::Pipe::start);
     let mut terminate = signal_terminate();
+    let state_file = args.dht_state.filter(|_| !args.no_dht);
+    let mut save_state = tokio::time::interval_at(
+        tokio::time::Instant::now() + dht_state::SAVE_EVERY,
+        dht_state::SAVE_EVERY,
+    );
     loop {
         tokio::select! {
+            _ = save_state.tick(), if state_file.is_some() => {
+                save_dht_state(&swarm, state_file.as_deref()).await;
+            }
             event = swarm.next() => match event {
                 Some(SwarmEvent::Connection(conn)) => {
                     // Announce only once attached, so input written after the event reaches it.
@@ -245,8 +273,24 @@ async fn join(args: JoinArgs) -> ExitCode {
             _ = terminate.recv() => break,
         }
     }
+    save_dht_state(&swarm, state_file.as_deref()).await;
     swarm.close().await;
     ExitCode::SUCCESS
+}
+
+async fn save_dht_state(swarm: &swarm_tokio::Swarm, path: Option<&std::path::Path>) {
+    if let (Some(path), Ok(Some(state))) = (path, swarm.dht_state().await) {
+        dht_state::save(path, &state);
+    }
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!(
+            "expected seconds between 0 and 86400, got {text:?}"
+        )),
+    }
 }
 
 fn signal_terminate() -> tokio::sync::mpsc::Receiver<()> {
