@@ -675,6 +675,59 @@ def scenario_utp_idle():
     info(f"uTP connection idle {idle:.0f} s, still up and carrying data")
 
 
+def scenario_dht_mixed_network():
+    """20 Node DHT nodes (bittorrent-dht 7.10, one process) and 5 of our peers form one network;
+    all 25 announce 3 topics, and every peer finds every announcer of every topic."""
+    topics = ["dht-mesh-a", "dht-mesh-b", "dht-mesh-c"]
+    node_count, base, announce_base = 20, 7400, 7500
+    CHILDREN.append(nodes := Proc("node-dht-swarm", [
+        "node", str(PEER_JS.parent / "dht-swarm.js"), "--count", str(node_count), "--base-port", str(base),
+        "--announce-base", str(announce_base), "--topics", ",".join(topics), "--every", "2000"]))
+    if not nodes.wait_event("listening", 5):
+        raise Fail(f"the Node DHT nodes never listened (exit code {nodes.p.poll()})")
+    rust_ports = list(range(7431, 7436))
+    rusts = []
+    for i, port in enumerate(rust_ports):
+        argv = BIN + ["join", *topics, "--port", str(port), "--id", f"{0xd0 + i:02x}" * 32, "--json", "--no-mdns",
+                      "--dht-bootstrap", f"127.0.0.1:{base}", "--dht-interval", "2"] + RUST_EXTRA
+        CHILDREN.append(p := Proc(f"rust-{i}", argv))
+        rusts.append(p)
+    for p in rusts:
+        listening(p)
+    expected = set(range(announce_base, announce_base + node_count)) | set(rust_ports)
+
+    def missing():
+        gaps = []
+        for i in range(node_count):
+            for t in topics:
+                found = set()
+                for e in nodes.find("found", node=i, topic=t):
+                    found |= set(e["ports"])
+                if lost := expected - {announce_base + i} - found:
+                    gaps.append(f"node {i} / {t}: {sorted(lost)}")
+        for p, port in zip(rusts, rust_ports):
+            for t in topics:
+                # An address already queued or connected for another topic is reported as
+                # `peer-rejected` (duplicate) for this one: we never dial it twice (Node would).
+                found = {e.get("port") for e in p.find("peer", topic=t.encode().hex())}
+                found |= {e.get("port") for e in p.find("peer-rejected", topic=t.encode().hex(), reason="duplicate")}
+                if lost := expected - {port} - found:
+                    gaps.append(f"{p.name} / {t}: {sorted(lost)}")
+        return gaps
+
+    t0 = time.monotonic()
+    deadline = t0 + 60
+    while (gaps := missing()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if gaps:
+        raise Fail(f"{len(gaps)} (peer, topic) pairs incomplete after 60 s, e.g. {gaps[:4]}")
+    for p in rusts:
+        if not p.alive():
+            raise Fail(f"{p.name} exited with {p.p.returncode}")
+    info(f"all {node_count + len(rusts)} peers found all {len(expected)} announcers of {len(topics)} topics"
+         f" in {time.monotonic() - t0:.1f} s")
+
+
 SCENARIOS = {
     "rust-dials-node": scenario_rust_dials_node,
     "node-dials-rust": scenario_node_dials_rust,
@@ -684,6 +737,7 @@ SCENARIOS = {
     "dht-node-finds-rust": scenario_dht_node_finds_rust,
     "mdns-pair": scenario_mdns_pair,
     "dht-our-bootstrap": scenario_dht_our_bootstrap,
+    "dht-mixed-network": scenario_dht_mixed_network,
     "mdns-mesh": scenario_mdns_mesh,
     "dns-rust-client-node-server": scenario_dns_rust_client_node_server,
     "dns-node-clients-our-server": scenario_dns_node_clients_our_server,
