@@ -4,7 +4,11 @@
 // node announces every topic (SHA-1 of the topic, as discovery-channel hashes it) with its own
 // fake peer port, then looks every topic up again and again, printing what it has found.
 //   node dht-swarm.js --count 20 --base-port 7400 --announce-base 7500 --topics a,b,c
-//                     [--bootstrap HOST:PORT] [--every MS]
+//                     [--bootstrap HOST:PORT] [--every MS] [--announcers N]
+// (--announce-at MS: announce MS after the process started instead of 0.5 s after listening;
+// --every 0: no repeated lookups; --announcers N: only nodes 0..N-1 announce; --spread-ips:
+// node i listens on 127.1.<i/250>.<i%250+1> instead of 127.0.0.1, one address per node as on
+// the real network, so per-address limits apply as they would there.)
 // Lines (JSON): {event:"listening"}, {event:"announced",node,topic},
 // {event:"found",node,topic,ports:[...]} whenever a node's set for a topic grows.
 'use strict'
@@ -22,7 +26,12 @@ const basePort = Number(arg('--base-port', '7400'))
 const announceBase = Number(arg('--announce-base', '7500'))
 const topics = arg('--topics', 'topic').split(',')
 const every = Number(arg('--every', '2000'))
-const bootstrap = arg('--bootstrap', `127.0.0.1:${basePort}`)
+const bootstrap = arg('--bootstrap', `${process.argv.includes('--spread-ips') ? '127.1.0.1' : '127.0.0.1'}:${basePort}`)
+const announcers = Number(arg('--announcers', String(count)))
+const announceAt = arg('--announce-at', null)
+const started = Date.now()
+const spread = process.argv.includes('--spread-ips')
+const hostOf = (i) => spread ? `127.1.${Math.floor(i / 250)}.${(i % 250) + 1}` : '127.0.0.1'
 const log = (event, fields) => process.stdout.write(JSON.stringify(Object.assign({ event }, fields)) + '\n')
 const hashes = topics.map((t) => crypto.createHash('sha1').update(t).digest())
 
@@ -44,9 +53,13 @@ function start (i) {
     })
   })
   const lookups = () => hashes.forEach((h) => dht.lookup(h))
-  dht.listen(basePort + i, '127.0.0.1', () => {
+  dht.listen(basePort + i, hostOf(i), () => {
     if (i === 0) log('listening', { port: basePort })
-    setTimeout(() => { round(); setInterval(lookups, every); setInterval(round, every * 5) }, 500)
+    if (i >= announcers) return
+    setTimeout(() => {
+      round()
+      if (every > 0) { setInterval(lookups, every); setInterval(round, every * 5) }
+    }, announceAt === null ? 500 : Math.max(0, Number(announceAt) - (Date.now() - started)))
   })
   nodes.push(dht)
 }
