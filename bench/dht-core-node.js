@@ -54,6 +54,38 @@ for (let i = 0; i < 200000; i++) {
 }
 global.gc && global.gc()
 const after = process.memoryUsage().rss
+
+// Memory per routing-table contact: 100 full tables of k-rpc's own k-bucket (k = 20), every
+// bucket filled by ids sharing exactly its prefix with the table's id, contacts shaped as
+// k-rpc stores them ({id, host, port}).
+const KBucket = require(require.resolve('k-bucket', { paths: [path.dirname(require.resolve('k-rpc', { paths: [channelDir] }))] }))
+const idIn = (own, bucket) => {
+  const id = crypto.randomBytes(20)
+  for (let bit = 0; bit <= bucket; bit++) {
+    const byte = bit >> 3
+    const mask = 0x80 >> (bit & 7)
+    const want = bit < bucket ? (own[byte] & mask) : (~own[byte] & mask)
+    id[byte] = (id[byte] & ~mask) | want
+  }
+  return id
+}
+global.gc && global.gc()
+const tablesBefore = process.memoryUsage().heapUsed
+const tables = []
+let contacts = 0
+for (let t = 0; t < 100; t++) {
+  const own = crypto.randomBytes(20)
+  const table = new KBucket({ localNodeId: own, numberOfNodesPerKBucket: 20, numberOfNodesToPing: 16 })
+  for (let b = 0; b < 160; b++) {
+    for (let j = 0; j < 20; j++) {
+      table.add({ id: idIn(own, b), host: `10.${t}.${b}.${j + 1}`, port: 6881 })
+    }
+  }
+  contacts += table.count()
+  tables.push(table)
+}
+global.gc && global.gc()
+const tablesAfter = process.memoryUsage().heapUsed
 console.log(JSON.stringify({
   queries: sent,
   answered,
@@ -62,6 +94,9 @@ console.log(JSON.stringify({
   mean_reply_bytes: Math.round(bytes / Math.max(answered, 1)),
   contacts: dht.nodes.count(),
   stored_peers: 200000,
-  bytes_per_stored_peer: Number(((after - before) / 200000).toFixed(1))
+  bytes_per_stored_peer: Number(((after - before) / 200000).toFixed(1)),
+  table_contacts: contacts,
+  bytes_per_contact: Number(((tablesAfter - tablesBefore) / contacts).toFixed(1)),
+  tables: tables.length
 }))
 process.exit(0)

@@ -1,5 +1,5 @@
 //! The DHT core alone, no sockets: queries answered per second by one `DhtNode` (one core),
-//! and resident memory per stored peer. Prints one JSON object.
+//! and resident memory per stored peer and per routing-table contact. Prints one JSON object.
 //!
 //! The per-IP rate limiter is raised for the throughput run, so the figure is the cost of
 //! parsing a query and building its reply (find_node with the closest contacts, get_peers
@@ -8,6 +8,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant as Wall};
 use swarm_core::dht::krpc::{self, Body, Query};
+use swarm_core::dht::routing::{self, RoutingTable, Seen};
 use swarm_core::dht::tokens::{PeerStore, StoreLimits};
 use swarm_core::dht::{DhtConfig, DhtNode, NodeId};
 use swarm_core::Instant;
@@ -149,12 +150,34 @@ fn main() {
     }
     let after = rss_kib();
 
+    // Memory per routing-table contact: 100 full tables (every bucket's 8 slots filled by ids
+    // that share exactly its prefix with the table's own id).
+    let tables_before = rss_kib();
+    let mut tables = Vec::new();
+    let mut contacts = 0usize;
+    for t in 0..100u32 {
+        let own = gen.id();
+        let mut table = RoutingTable::new(own, u64::from(t), 4);
+        for bucket in 0..160usize {
+            for _ in 0..routing::K {
+                let id = table.random_id_in(bucket, gen.id().0);
+                let addr = SocketAddrV4::new(Ipv4Addr::from(gen.next() as u32 | 1), 6881);
+                table.heard_from(now, id, addr, Seen::Response);
+            }
+        }
+        contacts += table.len();
+        tables.push(table);
+    }
+    let tables_after = rss_kib();
+
     println!(
-        "{{\"queries\":{sent},\"answered\":{answered},\"seconds\":{elapsed:.3},\"queries_per_sec\":{:.0},\"mean_reply_bytes\":{:.0},\"contacts\":{},\"stored_peers\":{},\"bytes_per_stored_peer\":{:.1}}}",
+        "{{\"queries\":{sent},\"answered\":{answered},\"seconds\":{elapsed:.3},\"queries_per_sec\":{:.0},\"mean_reply_bytes\":{:.0},\"contacts\":{},\"stored_peers\":{},\"bytes_per_stored_peer\":{:.1},\"table_contacts\":{contacts},\"bytes_per_contact\":{:.1}}}",
         sent as f64 / elapsed,
         reply_bytes as f64 / answered.max(1) as f64,
         node.table().len(),
         store.len(),
         (after.saturating_sub(before) * 1024) as f64 / f64::from(count),
+        (tables_after.saturating_sub(tables_before) * 1024) as f64 / contacts.max(1) as f64,
     );
+    drop(tables);
 }

@@ -3,14 +3,19 @@
 //! datagram in, datagrams out, sleep until the node's next deadline.
 
 use rand_core::{OsRng, TryRngCore};
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use swarm_core::dht::{DhtConfig, DhtNode, DhtState};
 use swarm_core::Instant;
 use tokio::net::UdpSocket;
 
-pub async fn run(port: u16, bootstrap: Vec<SocketAddr>, state_file: Option<PathBuf>) -> ExitCode {
+pub async fn run(args: crate::DhtNodeArgs) -> ExitCode {
+    let crate::DhtNodeArgs {
+        port,
+        dht_bootstrap: bootstrap,
+        dht_state: state_file,
+        rate,
+        burst,
+    } = args;
     let socket = match UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).await {
         Ok(socket) => socket,
         Err(e) => {
@@ -28,6 +33,13 @@ pub async fn run(port: u16, bootstrap: Vec<SocketAddr>, state_file: Option<PathB
     }
     let mut config = DhtConfig::new(u64::from_le_bytes(seed));
     config.bootstrap = bootstrap;
+    if rate == 0 {
+        config.queries_per_sec = u32::MAX / 2;
+        config.query_burst = u32::MAX / 2;
+    } else {
+        config.queries_per_sec = rate;
+        config.query_burst = burst;
+    }
     if let Some(state) = state_file.as_deref().and_then(crate::dht_state::load) {
         config.id = state.id;
         config.contacts = state.contacts;

@@ -37,7 +37,7 @@ enum Command {
 }
 
 #[derive(Args)]
-struct DhtNodeArgs {
+pub(crate) struct DhtNodeArgs {
     /// UDP port to listen on (0 = any).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -48,6 +48,13 @@ struct DhtNodeArgs {
     /// on exit).
     #[arg(long, value_name = "FILE")]
     dht_state: Option<std::path::PathBuf>,
+    /// Queries per second answered per source IP (0 = no limit, for a private network or a
+    /// benchmark).
+    #[arg(long, default_value_t = 20)]
+    rate: u32,
+    /// Queries a source IP may send in a burst above the rate.
+    #[arg(long, default_value_t = 50)]
+    burst: u32,
 }
 
 #[derive(Args)]
@@ -173,9 +180,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Join(args) => runtime.block_on(join(args)),
-        Command::DhtNode(args) => {
-            runtime.block_on(dht_node::run(args.port, args.dht_bootstrap, args.dht_state))
-        }
+        Command::DhtNode(args) => runtime.block_on(dht_node::run(args)),
         Command::DnsServer(args) => runtime.block_on(dns_server::run(args)),
     }
 }
