@@ -64,13 +64,18 @@ pub async fn run(args: crate::DhtNodeArgs) -> ExitCode {
         }
     };
     let mut next_save = tokio::time::Instant::now() + crate::dht_state::SAVE_EVERY;
+    // Created once: a signal listener or timer made per datagram costs more than the answer.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let sleep = tokio::time::sleep_until(next_save);
+    tokio::pin!(sleep);
     loop {
         if tokio::time::Instant::now() >= next_save {
             save(&node);
             next_save += crate::dht_state::SAVE_EVERY;
         }
         while let Some((to, data)) = node.poll_transmit() {
-            if let Err(e) = socket.send_to(&data, to).await {
+            if let Err(e) = send(&socket, &data, to).await {
                 tracing::debug!(%to, error = %e, "datagram dropped");
             }
         }
@@ -80,13 +85,24 @@ pub async fn run(args: crate::DhtNodeArgs) -> ExitCode {
             .map(|t| epoch + std::time::Duration::from_micros(t.as_micros()))
             .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(60))
             .min(next_save);
+        sleep.as_mut().reset(wake);
         tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((len, from)) => node.handle_datagram(now(), from, &buf[..len]),
-                Err(e) => tracing::debug!(error = %e, "receive failed"),
+            ready = socket.readable() => match ready {
+                // Everything already queued, up to a batch, before sending the answers.
+                Ok(()) => for _ in 0..RECV_BATCH {
+                    match socket.try_recv_from(&mut buf) {
+                        Ok((len, from)) => node.handle_datagram(now(), from, &buf[..len]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "receive failed");
+                            break;
+                        }
+                    }
+                },
+                Err(e) => tracing::debug!(error = %e, "socket failed"),
             },
-            () = tokio::time::sleep_until(wake) => node.handle_timeout(now()),
-            _ = tokio::signal::ctrl_c() => break,
+            () = &mut sleep => node.handle_timeout(now()),
+            _ = &mut ctrl_c => break,
             _ = terminate.recv() => break,
         }
     }
@@ -97,4 +113,15 @@ pub async fn run(args: crate::DhtNodeArgs) -> ExitCode {
         node.stored_peers()
     );
     ExitCode::SUCCESS
+}
+
+/// Datagrams taken per wake-up before the replies go out.
+const RECV_BATCH: usize = 64;
+
+/// Sends at once when the socket has room, without a trip through the reactor.
+async fn send(socket: &UdpSocket, data: &[u8], to: std::net::SocketAddr) -> std::io::Result<usize> {
+    match socket.try_send_to(data, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.send_to(data, to).await,
+        result => result,
+    }
 }
