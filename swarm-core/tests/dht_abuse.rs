@@ -66,11 +66,58 @@ fn error_replies_and_unsolicited_responses_are_never_answered() {
     // No error-for-error loop, no reply to a response, nobody learned.
     assert!(drain(&mut n).is_empty());
     assert!(n.table().is_empty());
-    // A query still gets its single reply, echoing `t`.
+    // A query still gets its single reply, echoing `t`; the new contact also gets one
+    // verification ping (rate-limited), nothing else.
     n.handle_datagram(T0, from, &query(b"q1", NodeId([4; 20]), &Query::Ping));
     let out = drain(&mut n);
-    assert_eq!(out.len(), 1);
-    let msg = krpc::parse(&out[0].1).unwrap();
-    assert_eq!(msg.t, b"q1");
-    assert!(matches!(msg.body, Body::Response(_)));
+    assert!(out.iter().all(|(to, _)| *to == from));
+    let bodies: Vec<_> = out.iter().map(|(_, d)| krpc::parse(d).unwrap()).collect();
+    let replies: Vec<_> = bodies
+        .iter()
+        .filter(|m| matches!(m.body, Body::Response(_)))
+        .collect();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].t, b"q1");
+    assert!(bodies.len() <= 2);
+    assert!(bodies.iter().all(|m| matches!(
+        m.body,
+        Body::Response(_)
+            | Body::Query {
+                query: Query::Ping,
+                ..
+            }
+    )));
+}
+
+#[test]
+fn nodes_that_only_queried_us_are_pinged_once_and_at_a_bounded_rate() {
+    let mut n = DhtNode::new(DhtConfig::new(13), T0);
+    let mut pings = 0;
+    // 1,000 new nodes in one second, each from its own address.
+    for i in 0..1000u32 {
+        let from = SocketAddr::from(([10, 9, (i / 250) as u8, (i % 250) as u8 + 1], 6881));
+        let now = T0 + Duration::from_millis(u64::from(i));
+        // Ids spread over the buckets, so most are taken into the table.
+        let mut random = [0x5a; 20];
+        random[16..].copy_from_slice(&i.to_be_bytes());
+        let id = n.table().random_id_in((i % 120) as usize, random);
+        n.handle_datagram(now, from, &query(b"q1", id, &Query::Ping));
+        // Pings to the sender itself (ping-before-evict probes go to older contacts).
+        pings += drain(&mut n)
+            .iter()
+            .filter(|(to, _)| *to == from)
+            .filter(|(_, d)| {
+                matches!(
+                    krpc::parse(d).map(|m| m.body),
+                    Ok(Body::Query {
+                        query: Query::Ping,
+                        ..
+                    })
+                )
+            })
+            .count();
+    }
+    // Far more were added than pinged: a burst of 20, then 10 a second.
+    assert!(n.table().len() > 100, "{}", n.table().len());
+    assert!((20..=31).contains(&pings), "{pings} verification pings");
 }

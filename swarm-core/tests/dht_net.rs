@@ -309,3 +309,44 @@ fn a_restarted_node_finds_the_network_through_its_saved_contacts() {
         .collect();
     assert_eq!(found, [announcer_addr(n)]);
 }
+
+/// Nodes that joined by querying others must be handed out too, or lookups stop converging:
+/// in a young network most contacts have only ever queried us, and replies made of the few
+/// verified ones (all near the responder's own id) lead away from the target. Every node
+/// verifies newcomers with one ping, so announces land on the true closest nodes.
+#[test]
+fn announces_in_a_young_network_reach_the_true_closest_nodes() {
+    let n = 400;
+    let mut net = Net::new(n, 0);
+    for i in 1..n {
+        let now = net.now;
+        net.nodes[i].bootstrap(now);
+        net.flush(i);
+        let t = net.later(10);
+        net.run_until(t);
+    }
+    let t = net.later(10_000);
+    net.run_until(t);
+    let ids: Vec<NodeId> = net.nodes.iter().map(DhtNode::id).collect();
+    let mut converged = 0;
+    let topics = 10u32;
+    for topic in 0..topics {
+        let info_hash = NodeId::sha1(&topic.to_be_bytes());
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| ids[i].distance(&info_hash));
+        let stored: Vec<usize> = net.nodes.iter().map(DhtNode::stored_peers).collect();
+        let announcer = (topic as usize * 37 + 11) % n;
+        let now = net.now;
+        net.nodes[announcer].announce(now, info_hash, 7000, false);
+        net.flush(announcer);
+        let t = net.later(20_000);
+        net.run_until(t);
+        let holders = (0..n).filter(|&i| net.nodes[i].stored_peers() > stored[i]);
+        let in_closest = holders.filter(|h| order[..8].contains(h)).count();
+        converged += usize::from(in_closest >= 6);
+    }
+    assert!(
+        converged >= topics as usize - 1,
+        "{converged}/{topics} announces converged"
+    );
+}

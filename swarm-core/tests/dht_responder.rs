@@ -32,13 +32,14 @@ fn transmits(node: &mut DhtNode) -> Vec<(SocketAddr, Bytes)> {
     std::iter::from_fn(|| node.poll_transmit()).collect()
 }
 
-/// Sends `data` from `from` and returns the single reply, if any. Other datagrams (pings
-/// probing questionable contacts before eviction) are dropped.
+/// Sends `data` from `from` and returns the single reply, if any. Our own queries (pings
+/// probing questionable contacts before eviction, or verifying the sender as a new contact)
+/// are dropped.
 fn ask(node: &mut DhtNode, now: Instant, from: SocketAddr, data: &[u8]) -> Option<Bytes> {
     node.handle_datagram(now, from, data);
     let mut out: Vec<Bytes> = transmits(node)
         .into_iter()
-        .filter(|(to, _)| *to == from)
+        .filter(|(to, b)| *to == from && !matches!(body(b).body, Body::Query { .. }))
         .map(|(_, b)| b)
         .collect();
     assert!(out.len() <= 1, "one reply at most: {out:?}");

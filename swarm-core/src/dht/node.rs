@@ -111,6 +111,9 @@ enum Purpose {
     Announce(u64),
     /// Ping-before-evict probe of a questionable contact.
     Probe,
+    /// A node that only queried us was added: one ping makes it good (and so handed out to
+    /// others) or shows it unreachable, as libtorrent does for nodes it hears about.
+    Verify,
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +134,9 @@ const MAINTENANCE: Duration = Duration::from_secs(60);
 /// contacts; it doubles up to [`REBOOTSTRAP_MAX`], so an unreachable network is not hammered.
 const REBOOTSTRAP_MIN: Duration = Duration::from_secs(15);
 const REBOOTSTRAP_MAX: Duration = Duration::from_secs(5 * 60);
+/// Verification pings of nodes that queried us: rate and burst (see `DhtNode::heard_from`).
+const VERIFY_PER_SEC: u64 = 10;
+const VERIFY_BURST: u32 = 20;
 /// Saved contacts taken back at start: more than a full table's worth near our id would only
 /// be dropped by the per-bucket limit.
 pub const MAX_RESTORED: usize = 1024;
@@ -156,6 +162,7 @@ pub struct DhtNode {
     next_maintenance: Instant,
     rebootstrap_at: Option<Instant>,
     rebootstrap_delay: Duration,
+    verify_tat: Instant,
     transmits: VecDeque<(SocketAddr, Bytes)>,
     events: VecDeque<DhtEvent>,
     buf: Vec<u8>,
@@ -185,6 +192,7 @@ impl DhtNode {
             next_maintenance: now + MAINTENANCE,
             rebootstrap_at: None,
             rebootstrap_delay: REBOOTSTRAP_MIN,
+            verify_tat: now,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             buf: Vec::with_capacity(512),
@@ -524,15 +532,35 @@ impl DhtNode {
     }
 
     fn heard_from(&mut self, now: Instant, id: NodeId, addr: SocketAddrV4, seen: Seen) {
-        if let Insert::Ping(victim, victim_addr) = self.table.heard_from(now, id, addr, seen) {
-            self.send_query(
+        match self.table.heard_from(now, id, addr, seen) {
+            Insert::Ping(victim, victim_addr) => self.send_query(
                 now,
                 SocketAddr::V4(victim_addr),
                 Some(victim),
                 Purpose::Probe,
                 &Query::Ping,
-            );
+            ),
+            Insert::Added if seen == Seen::Query && self.verify_allowed(now) => self.send_query(
+                now,
+                SocketAddr::V4(addr),
+                Some(id),
+                Purpose::Verify,
+                &Query::Ping,
+            ),
+            _ => {}
         }
+    }
+
+    /// Verification pings go out at most [`VERIFY_PER_SEC`] a second (burst
+    /// [`VERIFY_BURST`]): queries from spoofed addresses cannot turn us into a ping cannon.
+    fn verify_allowed(&mut self, now: Instant) -> bool {
+        let interval = Duration::from_micros(1_000_000 / VERIFY_PER_SEC);
+        let start = self.verify_tat.max(now);
+        if start - now > interval * VERIFY_BURST {
+            return false;
+        }
+        self.verify_tat = start + interval;
+        true
     }
 
     /// A response (`Some`) or error (`None`) with transaction id `t` from `from`. Only
@@ -576,7 +604,7 @@ impl DhtNode {
             (None, None) => {}
         }
         match p.purpose {
-            Purpose::Probe => {}
+            Purpose::Probe | Purpose::Verify => {}
             Purpose::Lookup(lid) => {
                 let own = self.config.id;
                 let Some(lookup) = self.lookups.get_mut(&lid) else {

@@ -300,16 +300,17 @@ impl RoutingTable {
         all.into_iter().map(|(_, c)| c.clone()).collect()
     }
 
-    /// What we tell others (BEP 5: the K closest *good* nodes): the closest good contacts,
-    /// topped up with questionable ones only when there are fewer than `n` good ones. An
-    /// address that merely sent us a (possibly spoofed) query is thus not handed out while
-    /// verified ones exist.
+    /// What we tell others: the closest contacts that ever answered us, topped up with
+    /// unverified ones only when there are fewer than `n` of those. Distance comes first
+    /// among verified contacts (BEP 5's "closest good nodes" read literally, good-first,
+    /// would hand out a young table's few good contacts, all near our own id, for every
+    /// target, and lookups through us would stop converging); an address that merely sent us
+    /// a (possibly spoofed) query is still never handed out while verified ones exist.
     pub fn closest_good(&self, now: Instant, target: &NodeId, n: usize) -> Vec<Contact> {
         let mut all: Vec<(bool, (u64, u64, u32), &Contact)> = self
             .iter()
-            .map(|c| (c.state(now), c))
-            .filter(|(s, _)| *s != NodeState::Bad)
-            .map(|(s, c)| (s != NodeState::Good, c.id.distance_key(target), c))
+            .filter(|c| c.state(now) != NodeState::Bad)
+            .map(|c| (c.last_response.is_none(), c.id.distance_key(target), c))
             .collect();
         keep_smallest(&mut all, n, |(q, d, _)| (*q, *d));
         all.sort_unstable_by_key(|(_, d, _)| *d);
