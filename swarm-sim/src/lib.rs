@@ -31,6 +31,7 @@
 //! assert_eq!(sim.links().len(), 1);
 //! ```
 
+pub mod dhtnet;
 pub mod internet;
 pub mod invariants;
 pub mod network;

@@ -386,6 +386,22 @@ impl DhtNode {
         }
     }
 
+    /// After a lookup of our own id (joining, or bootstrapping again): Kademlia's join step
+    /// of refreshing every bucket farther than our closest neighbours, here those short of
+    /// K contacts. The self-lookup alone leaves far buckets with one or two contacts met on
+    /// the way in, and lookups through such thin tables stall in the wrong region.
+    fn fill_buckets(&mut self, now: Instant) {
+        if self.table.is_empty() {
+            return;
+        }
+        for i in self.table.short_buckets() {
+            let mut random = [0u8; 20];
+            self.rng.fill_bytes(&mut random);
+            let target = self.table.random_id_in(i, random);
+            self.start(now, target, Kind::FindNode, true);
+        }
+    }
+
     /// Handles one UDP datagram from `from`. Malformed or unsolicited input is dropped
     /// (queries that are recognisably queries get a 203/204 error).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
@@ -705,6 +721,9 @@ impl DhtNode {
         let Kind::Announce { port, implied_port } = lookup.kind else {
             let quiet = lookup.quiet;
             self.lookups.remove(&lid);
+            if target == self.config.id {
+                self.fill_buckets(now);
+            }
             if quiet {
                 return;
             }

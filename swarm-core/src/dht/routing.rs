@@ -150,6 +150,14 @@ impl RoutingTable {
         self.buckets.len()
     }
 
+    /// Buckets holding fewer than [`K`] contacts, the last (our own) excepted.
+    pub fn short_buckets(&self) -> Vec<usize> {
+        let last = self.buckets.len() - 1;
+        (0..last)
+            .filter(|&i| self.buckets[i].contacts.len() < K)
+            .collect()
+    }
+
     fn index(&self, id: &NodeId) -> usize {
         self.own.common_prefix_len(id).min(self.buckets.len() - 1)
     }
