@@ -1,7 +1,8 @@
 //! Arbitrary datagrams into the bencode and KRPC parsers and into a `DhtNode`, mixed with
 //! well-formed replies to the node's own queries so lookups and announces make progress.
 //! Checks: accepted bencode re-encodes to the same bytes, every datagram the node sends
-//! parses, and memory stays within its caps.
+//! parses, memory stays within its caps, and bytes read as a saved DHT state (`--dht-state`)
+//! are rejected or read back exactly.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use swarm_core::dht::bencode::{self, Limits};
 use swarm_core::dht::krpc::{self, Body};
 use swarm_core::dht::routing::K;
-use swarm_core::dht::{DhtConfig, DhtNode, NodeId};
+use swarm_core::dht::{DhtConfig, DhtNode, DhtState, NodeId};
 use swarm_core::Instant;
 
 #[derive(Arbitrary, Debug)]
@@ -64,6 +65,10 @@ fuzz_target!(|input: (u64, Vec<Op>)| {
             Op::Datagram(from, data) => {
                 check_bencode(&data);
                 let _ = krpc::parse(&data);
+                // The same bytes as a saved state file: rejected or read back exactly.
+                if let Ok(state) = DhtState::decode(&data) {
+                    assert_eq!(DhtState::decode(&state.encode()), Ok(state));
+                }
                 node.handle_datagram(now, addr(from), &data);
             }
             Op::Reply {
