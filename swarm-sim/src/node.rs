@@ -55,6 +55,13 @@ pub struct Node {
     pub check: NodeCheck,
 }
 
+/// A dns-discovery server engine running on a host, and the port it answers on.
+pub struct DnsHost {
+    pub server: swarm_core::dnsd::DnsServer,
+    pub port: u16,
+    pub incarnation: u64,
+}
+
 /// The address of the host with this index: `10.x.y.z`, from `10.0.0.1` up.
 pub fn host_ip(index: usize) -> Ipv4Addr {
     let n = index as u32 + 1;
@@ -81,6 +88,8 @@ pub struct Host {
     pub clock_offset: core::time::Duration,
     /// The topics the application joined (with `announce`), joined again after a restart.
     pub topics: Vec<(Bytes, bool)>,
+    /// A dns-discovery server instead of a core (see `Sim::add_dns_server`).
+    pub dns: Option<DnsHost>,
     next_ephemeral: u16,
 }
 
@@ -97,6 +106,7 @@ impl Host {
             timer_gen: 0,
             clock_offset: core::time::Duration::ZERO,
             topics: Vec::new(),
+            dns: None,
             next_ephemeral: 49152,
         }
     }

@@ -37,6 +37,7 @@ impl Params {
     }
 }
 
+pub mod dns;
 pub mod lan;
 pub mod vopr;
 
@@ -108,6 +109,26 @@ pub const SCENARIOS: &[(&str, Scenario, &str)] = &[
         "lan-split",
         lan::lan_split,
         "N nodes (default 40) on two LANs: each meshes, none across (mDNS stays local)",
+    ),
+    (
+        "dns-server",
+        dns::dns_server,
+        "N nodes (default 1,000) on segments of 50 find every peer of their topic via one dns-discovery server",
+    ),
+    (
+        "dns-nat",
+        dns::dns_nat,
+        "nodes behind endpoint-independent NATs: whoami learns the public address, all find all",
+    ),
+    (
+        "dns-nat-symmetric",
+        dns::dns_nat_symmetric,
+        "dns-nat behind symmetric NATs: discovery works, whoami cannot confirm a port",
+    ),
+    (
+        "dns-restart",
+        dns::dns_restart,
+        "the server restarts with its state lost; nodes announce again and still meet",
     ),
 ];
 

@@ -18,11 +18,18 @@ use swarm_core::{Input, UdpSocket};
 impl Sim {
     /// Carries out `h`'s `Output::Transmit`.
     pub(super) fn transmit(&mut self, h: HostId, socket: UdpSocket, to: SocketAddr, data: Bytes) {
-        self.net.datagrams.sent += 1;
+        // The DNS client's socket is modelled on the swarm port's number (the adapter binds
+        // its own when uTP is off; replies reach the client through the swarm socket too).
         let port = match socket {
             UdpSocket::Mdns => MDNS_PORT,
             UdpSocket::Swarm | UdpSocket::Dns => self.hosts[h].port,
         };
+        self.transmit_from(h, port, to, data);
+    }
+
+    /// Sends a datagram from `h`'s UDP `port`.
+    pub(super) fn transmit_from(&mut self, h: HostId, port: u16, to: SocketAddr, data: Bytes) {
+        self.net.datagrams.sent += 1;
         if self.net.is_isolated(h, self.now) {
             self.net.datagrams.lost += 1;
             return;
@@ -82,6 +89,10 @@ impl Sim {
     /// The socket of `b` bound to `port`, if it has one.
     fn receiving_socket(&self, b: HostId, port: u16) -> Option<UdpSocket> {
         let host = &self.hosts[b];
+        if let Some(dns) = &host.dns {
+            // A server host: its one socket (the tag is only carried to `on_datagram`).
+            return (port == dns.port).then_some(UdpSocket::Dns);
+        }
         let node = host.node.as_ref()?;
         if port == MDNS_PORT && node.core.config().mdns.is_some() {
             Some(UdpSocket::Mdns)
@@ -149,6 +160,10 @@ impl Sim {
     ) -> SimResult {
         if self.net.is_isolated(h, self.now) {
             self.net.datagrams.lost += 1;
+            return Ok(());
+        }
+        if self.hosts[h].dns.is_some() {
+            self.on_dns_server_datagram(h, from, data);
             return Ok(());
         }
         if self.hosts[h].node.is_none() {

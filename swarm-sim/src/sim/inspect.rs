@@ -105,6 +105,11 @@ impl Sim {
     }
 
     /// Every core event so far.
+    /// The address of host `h`.
+    pub fn host_ip(&self, h: HostId) -> std::net::Ipv4Addr {
+        self.hosts[h].ip
+    }
+
     pub fn log(&self) -> &[LogEntry] {
         &self.log
     }

@@ -5,6 +5,7 @@
 
 mod actions;
 mod datagram;
+mod dns_server;
 mod driver;
 mod inspect;
 mod route;
@@ -525,6 +526,9 @@ impl Sim {
     }
 
     fn fire_timer(&mut self, h: HostId, gen: u64) -> SimResult {
+        if self.hosts[h].dns.is_some() {
+            return self.fire_dns_timer(h, gen);
+        }
         if self.hosts[h].timer_gen != gen {
             return Ok(());
         }
