@@ -1,6 +1,7 @@
 //! The driver task: owns the core, the listener and every socket until its handshake is done,
 //! and loops over socket readiness, commands and the core's next deadline. No protocol logic.
 
+use crate::batch::Batcher;
 use crate::connection::Connection;
 use crate::stream_bridge::{Bridge, INBOUND_CAP};
 use crate::{Counters, ExternalHandshake, SwarmEvent};
@@ -64,6 +65,8 @@ const BATCH: usize = 64;
 struct Udp {
     recv: tokio::net::UdpSocket,
     send: std::net::UdpSocket,
+    /// Segmented sends and coalesced receives (the swarm socket, which carries uTP).
+    batch: Option<Batcher>,
 }
 
 impl Udp {
@@ -71,7 +74,20 @@ impl Udp {
         socket.set_nonblocking(true)?;
         let send = socket.try_clone()?;
         let recv = tokio::net::UdpSocket::from_std(socket)?;
-        Ok(Udp { recv, send })
+        Ok(Udp {
+            recv,
+            send,
+            batch: None,
+        })
+    }
+
+    fn batched(socket: std::net::UdpSocket) -> io::Result<Udp> {
+        let mut udp = Udp::new(socket)?;
+        match Batcher::new(&udp.send) {
+            Ok(batch) => udp.batch = Some(batch),
+            Err(e) => tracing::debug!(error = %e, "UDP batching unavailable"),
+        }
+        Ok(udp)
     }
 }
 
@@ -228,12 +244,17 @@ impl Driver {
                 accepted = accept(self.listener.as_ref()), if accepting => self.on_accept(accepted),
                 (socket, received) = recv(
                     [
-                        (UdpSocket::Mdns, self.mdns.as_ref().map(|u| &u.recv)),
-                        (UdpSocket::Swarm, self.swarm_udp.as_ref().map(|u| &u.recv)),
-                        (UdpSocket::Dns, self.dns_udp.as_ref().map(|u| &u.recv)),
+                        (UdpSocket::Mdns, self.mdns.as_ref()),
+                        (UdpSocket::Swarm, self.swarm_udp.as_ref()),
+                        (UdpSocket::Dns, self.dns_udp.as_ref()),
                     ],
                     &mut self.datagram_buf,
-                ) => self.on_datagram(socket, received),
+                ) => match received {
+                    Some(received) => self.on_datagram(socket, received),
+                    None => {
+                        self.take_batch();
+                    }
+                },
                 Some((conn, result)) = self.dials.next() => self.on_dialled(conn, result),
                 Some((conn, hs, cancelled)) = self.readiness.next() => self.on_ready(conn, hs, cancelled),
                 () = &mut sleep, if wake.is_some() => {
@@ -294,6 +315,10 @@ impl Driver {
                 UdpSocket::Dns => self.dns_udp.as_ref(),
             };
             let Some(udp) = udp else { continue };
+            if udp.batch.is_some() {
+                taken |= self.take_batch();
+                continue;
+            }
             match udp.recv.try_recv_from(&mut self.datagram_buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 received => {
@@ -474,15 +499,64 @@ impl Driver {
         }
     }
 
-    fn transmit(&self, socket: UdpSocket, to: SocketAddr, data: &[u8]) {
+    fn transmit(&mut self, socket: UdpSocket, to: SocketAddr, data: bytes::Bytes) {
         let udp = match socket {
-            UdpSocket::Mdns => self.mdns.as_ref(),
-            UdpSocket::Swarm => self.swarm_udp.as_ref(),
-            UdpSocket::Dns => self.dns_udp.as_ref(),
+            UdpSocket::Mdns => self.mdns.as_mut(),
+            UdpSocket::Swarm => self.swarm_udp.as_mut(),
+            UdpSocket::Dns => self.dns_udp.as_mut(),
         };
-        if let Some(Err(e)) = udp.map(|udp| udp.send.send_to(data, to)) {
+        let Some(udp) = udp else { return };
+        if let Some(batch) = udp.batch.as_mut() {
+            batch.queue(to, data);
+        } else if let Err(e) = udp.send.send_to(&data, to) {
             tracing::debug!(?socket, %to, error = %e, "datagram dropped");
         }
+    }
+
+    /// Sends the datagrams the batched socket holds (after each round of outputs).
+    fn flush_batch(&mut self) {
+        if let Some(udp) = self.swarm_udp.as_mut() {
+            if let Some(batch) = udp.batch.as_mut() {
+                batch.flush(&udp.send);
+            }
+        }
+    }
+
+    /// Receives what the batched swarm socket holds (a bounded number of receives, each
+    /// possibly many coalesced datagrams) and feeds every datagram to the core.
+    fn take_batch(&mut self) -> bool {
+        let mut taken = false;
+        for _ in 0..BATCH {
+            let now = Instant::from_micros(self.epoch.elapsed().as_micros() as u64);
+            let Some(udp) = self.swarm_udp.as_mut() else {
+                return taken;
+            };
+            let Some(batch) = udp.batch.as_mut() else {
+                return taken;
+            };
+            let send = &udp.send;
+            let received = udp
+                .recv
+                .try_io(tokio::io::Interest::READABLE, || batch.recv(send));
+            match received {
+                Ok(r) => {
+                    taken = true;
+                    let socket = UdpSocket::Swarm;
+                    let from = r.from;
+                    for data in batch.received(&r) {
+                        self.core
+                            .handle_input(now, Input::Datagram { socket, from, data });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return taken,
+                // ICMP errors surface here on Linux; UDP users expect loss, so only log.
+                Err(e) => {
+                    tracing::debug!(error = %e, "datagram receive failed");
+                    return taken;
+                }
+            }
+        }
+        taken
     }
 
     /// The network ended a connection (end of stream, reset, I/O error).
@@ -508,13 +582,14 @@ impl Driver {
                     }
                 }
                 Output::Close { conn } => self.close(conn),
-                Output::Transmit { socket, to, data } => self.transmit(socket, to, &data),
+                Output::Transmit { socket, to, data } => self.transmit(socket, to, data),
                 Output::Event(event) => self.on_event(event),
                 Output::StreamReadable(conn) | Output::StreamWritable(conn) => {
                     self.pump_stream(conn)
                 }
             }
         }
+        self.flush_batch();
         // Sockets still handshaking (or flushing) go back to a readiness future; the rest
         // stay parked while the core defers them.
         let core = &self.core;
@@ -715,9 +790,10 @@ impl Driver {
         }
         while let Some(output) = self.core.poll_output() {
             if let Output::Transmit { socket, to, data } = output {
-                self.transmit(socket, to, &data);
+                self.transmit(socket, to, data);
             }
         }
+        self.flush_batch();
         self.held.clear();
         for (_, live) in self.live.drain() {
             live.owner.end();
@@ -739,18 +815,29 @@ fn event_conn(event: &Event) -> Option<ConnId> {
     }
 }
 
-/// The next datagram on any of the open UDP sockets.
+/// The next datagram on any of the open UDP sockets; `None` when a batched socket is
+/// readable (the driver then takes what it holds with `take_batch`).
 async fn recv(
-    sockets: [(UdpSocket, Option<&tokio::net::UdpSocket>); 3],
+    sockets: [(UdpSocket, Option<&Udp>); 3],
     buf: &mut [u8],
-) -> (UdpSocket, io::Result<(usize, SocketAddr)>) {
+) -> (UdpSocket, Option<io::Result<(usize, SocketAddr)>>) {
     std::future::poll_fn(|cx| {
-        for (kind, socket) in &sockets {
-            let Some(socket) = socket else { continue };
+        for (kind, udp) in &sockets {
+            let Some(udp) = udp else { continue };
+            let socket = &udp.recv;
+            if udp.batch.is_some() {
+                if let std::task::Poll::Ready(ready) = socket.poll_recv_ready(cx) {
+                    return std::task::Poll::Ready(match ready {
+                        Ok(()) => (*kind, None),
+                        Err(e) => (*kind, Some(Err(e))),
+                    });
+                }
+                continue;
+            }
             let mut read = tokio::io::ReadBuf::new(buf);
             if let std::task::Poll::Ready(result) = socket.poll_recv_from(cx, &mut read) {
                 let received = result.map(|from| (read.filled().len(), from));
-                return std::task::Poll::Ready((*kind, received));
+                return std::task::Poll::Ready((*kind, Some(received)));
             }
         }
         std::task::Poll::Pending
@@ -793,7 +880,7 @@ async fn bind(port: u16, with_udp: bool) -> io::Result<Bound> {
         match std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, bound)) {
             Ok(udp) => {
                 widen_buffers(&udp);
-                return Ok((listener, Some(Udp::new(udp)?), bound));
+                return Ok((listener, Some(Udp::batched(udp)?), bound));
             }
             Err(e) if port != 0 => return Err(e),
             Err(_) => continue,

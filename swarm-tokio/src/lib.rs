@@ -21,6 +21,7 @@
 //! One driver task owns the [`swarm_core::Swarm`] state machine and every socket until its
 //! handshake completes; after that the socket is the application's [`Connection`].
 
+mod batch;
 mod connection;
 mod driver;
 mod stream_bridge;

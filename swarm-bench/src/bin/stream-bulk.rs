@@ -1,6 +1,6 @@
 //! One connection's bulk throughput through the tokio adapter, between two processes:
 //! `stream-bulk recv --transport utp|tcp --port P` waits for a connection and counts bytes
-//! until end of stream; `stream-bulk send --transport utp|tcp --peer 127.0.0.1:P --mib N`
+//! until end of stream, checking every byte against the sender's pattern; `stream-bulk send --transport utp|tcp --peer 127.0.0.1:P --mib N`
 //! dials, writes N MiB and half-closes. The receiver prints one JSON line:
 //! `{"transport":..,"bytes":..,"seconds":..,"mib_per_s":..}` (first byte to end of stream).
 //! CPU per GiB comes from the caller (`/usr/bin/time` around both processes; see bench/utp).
@@ -71,10 +71,22 @@ async fn main() {
     events.abort();
 }
 
+/// The stream's bytes: byte `i` is `i % PERIOD` (a prime, so no chunk or packet size lines
+/// up with it), so the receiver can check every byte with a compare against a table.
+const PERIOD: usize = 251;
+
+fn pattern_table(len: usize) -> Vec<u8> {
+    (0..len + PERIOD).map(|i| (i % PERIOD) as u8).collect()
+}
+
 async fn send(mut conn: Connection, mib: usize) {
-    let chunk = vec![0x5au8; 256 * 1024];
+    const CHUNK: usize = 256 * 1024;
+    let table = pattern_table(CHUNK);
+    let mut offset = 0usize;
     for _ in 0..mib * 4 {
-        conn.write_all(&chunk).await.expect("write");
+        let at = offset % PERIOD;
+        conn.write_all(&table[at..at + CHUNK]).await.expect("write");
+        offset += CHUNK;
     }
     conn.shutdown().await.expect("shutdown");
     // Wait for the receiver to close, so queued data is not cut off by our exit.
@@ -90,6 +102,7 @@ async fn send(mut conn: Connection, mib: usize) {
 
 async fn recv(mut conn: Connection, transport: Wire) {
     let mut buf = vec![0u8; 256 * 1024];
+    let table = pattern_table(buf.len());
     let mut total = 0u64;
     let mut started = None;
     loop {
@@ -98,6 +111,12 @@ async fn recv(mut conn: Connection, transport: Wire) {
             break;
         }
         started.get_or_insert_with(Instant::now);
+        let at = (total % PERIOD as u64) as usize;
+        assert!(
+            buf[..n] == table[at..at + n],
+            "corrupt stream within bytes {total}..{}",
+            total + n as u64
+        );
         total += n as u64;
     }
     let seconds = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
