@@ -52,7 +52,26 @@ pub struct Node {
     /// waiting for the duplicate rule): like a socket buffer, fed in once it does, or handed
     /// to the application with the connection.
     pub held: BTreeMap<ConnId, VecDeque<Bytes>>,
+    /// The application's side of each uTP connection the core runs itself.
+    pub utp_apps: BTreeMap<ConnId, UtpApp>,
     pub check: NodeCheck,
+}
+
+/// What the application wrote to and read from one uTP stream. Every stream carries the
+/// same bytes (byte `i` is `i % 251`), so the reader checks each byte without coordination.
+#[derive(Clone, Debug, Default)]
+pub struct UtpApp {
+    /// Bytes to write in all.
+    pub to_write: u64,
+    pub written: u64,
+    pub read: u64,
+    /// The peer's end of stream was read.
+    pub ended: bool,
+}
+
+/// The byte at `offset` of every simulated uTP stream.
+pub fn utp_pattern(offset: u64) -> u8 {
+    (offset % 251) as u8
 }
 
 /// A dns-discovery server engine running on a host, and the port it answers on.

@@ -39,6 +39,7 @@ impl Params {
 
 pub mod dns;
 pub mod lan;
+pub mod utp;
 pub mod vopr;
 
 type Scenario = fn(&Params) -> Result<Sim, Violation>;
@@ -109,6 +110,11 @@ pub const SCENARIOS: &[(&str, Scenario, &str)] = &[
         "lan-split",
         lan::lan_split,
         "N nodes (default 40) on two LANs: each meshes, none across (mDNS stays local)",
+    ),
+    (
+        "utp",
+        utp::utp_lossy,
+        "N nodes (default 6), uTP run by the cores as datagrams over a lossy, reordering internet: every payload intact",
     ),
     (
         "dns-server",

@@ -2,6 +2,7 @@
 
 use super::{Ev, LogEntry, Sim, SimResult};
 use crate::network::{EndState, HostId, Packet, PipeId, Side};
+use crate::node::{utp_pattern, UtpApp};
 use crate::trace::describe;
 use core::time::Duration;
 use swarm_core::{ConnId, Event, Input, Instant, Output};
@@ -66,8 +67,9 @@ impl Sim {
                 }
             }
             Output::Event(event) => self.on_event(h, event)?,
-            // uTP streams in the core are not modelled by the simulator.
-            Output::StreamReadable(_) | Output::StreamWritable(_) => {}
+            Output::StreamReadable(conn) | Output::StreamWritable(conn) => {
+                self.pump_utp_app(h, conn)?
+            }
         }
         Ok(())
     }
@@ -117,8 +119,17 @@ impl Sim {
             early_data,
         } = &event
         {
-            self.check_connection(h, *conn, info.id.as_deref())?;
-            self.app_start(h, *conn, early_data.len());
+            let piped = self.hosts[h]
+                .node
+                .as_ref()
+                .is_some_and(|n| n.conns.contains_key(conn));
+            if piped {
+                self.check_connection(h, *conn, info.id.as_deref())?;
+                self.app_start(h, *conn, early_data.len());
+            } else {
+                self.check_utp_connection(h, *conn, info)?;
+                self.utp_app_start(h, *conn, early_data)?;
+            }
         }
         if self.cfg.keep_log {
             self.log.push(LogEntry {
@@ -154,6 +165,118 @@ impl Sim {
                     conn.0
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// A `connection` over the core's own uTP: never to ourselves, and naming the id of the
+    /// host at its address (when that host is reachable directly, not behind a NAT).
+    fn check_utp_connection(
+        &self,
+        h: HostId,
+        conn: ConnId,
+        info: &swarm_core::ConnInfo,
+    ) -> SimResult {
+        let ip = super::canonical_ip(info.addr.ip());
+        if info.transport != swarm_core::Transport::Utp {
+            return Err(self.violation(format!("n{h}: connection c{} has no pipe", conn.0)));
+        }
+        let Some(&o) = self.by_ip.get(&ip) else {
+            return Ok(());
+        };
+        if o == h {
+            return Err(self.violation(format!("n{h}: connection c{} to itself", conn.0)));
+        }
+        let remote = self.hosts[o].node.as_ref().map(|n| n.core.id().clone());
+        if remote.is_some_and(|id| info.id.as_deref() != Some(id.as_ref())) {
+            return Err(self.violation(format!(
+                "n{h}: uTP connection c{} reports an id that is not its peer's",
+                conn.0
+            )));
+        }
+        Ok(())
+    }
+
+    /// The application takes over a uTP connection run by the core: checks the early data,
+    /// and starts writing its payload (keeping the connection open: a swarm redials a peer
+    /// whose connection ended).
+    fn utp_app_start(&mut self, h: HostId, conn: ConnId, early: &[u8]) -> SimResult {
+        let to_write = match (self.cfg.utp_payload, self.cfg.app_data) {
+            (0, true) => self.rng.range(1, 64),
+            (0, false) => 0,
+            (n, _) => n,
+        };
+        let app = UtpApp {
+            to_write,
+            ..UtpApp::default()
+        };
+        self.node_mut(h).utp_apps.insert(conn, app);
+        self.utp_app_read(h, conn, early)?;
+        self.pump_utp_app(h, conn)
+    }
+
+    /// Bytes the application read from a uTP stream: each must be the pattern's.
+    fn utp_app_read(&mut self, h: HostId, conn: ConnId, data: &[u8]) -> SimResult {
+        let Some(app) = self.node_mut(h).utp_apps.get_mut(&conn) else {
+            return Ok(());
+        };
+        let start = app.read;
+        app.read += data.len() as u64;
+        let bad = data
+            .iter()
+            .enumerate()
+            .find(|(i, b)| **b != utp_pattern(start + *i as u64));
+        if let Some((i, _)) = bad {
+            let at = start + i as u64;
+            return Err(
+                self.violation(format!("n{h}: uTP stream c{} corrupt at byte {at}", conn.0))
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads what a uTP stream holds and writes what fits, as an application would on the
+    /// core's readable/writable signals.
+    pub(super) fn pump_utp_app(&mut self, h: HostId, conn: ConnId) -> SimResult {
+        let now = self.host_now(h);
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let Some(node) = self.hosts[h].node.as_mut() else {
+                return Ok(());
+            };
+            if !node.utp_apps.contains_key(&conn) {
+                return Ok(());
+            }
+            match node.core.stream_read(now, conn, &mut buf) {
+                Ok(0) => {
+                    if let Some(app) = node.utp_apps.get_mut(&conn) {
+                        app.ended = true;
+                    }
+                    break;
+                }
+                Ok(n) => self.utp_app_read(h, conn, &buf[..n])?,
+                Err(_) => break,
+            }
+        }
+        let Some(node) = self.hosts[h].node.as_mut() else {
+            return Ok(());
+        };
+        let Some(app) = node.utp_apps.get(&conn).cloned() else {
+            return Ok(());
+        };
+        let mut written = app.written;
+        while written < app.to_write {
+            let n = (app.to_write - written).min(buf.len() as u64) as usize;
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = utp_pattern(written + i as u64);
+            }
+            match node.core.stream_write(now, conn, &buf[..n]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => written += k as u64,
+            }
+        }
+        if let Some(app) = node.utp_apps.get_mut(&conn) {
+            app.written = written;
         }
         Ok(())
     }

@@ -105,6 +105,14 @@ impl Sim {
     }
 
     /// Every core event so far.
+    /// The application's view of each uTP stream the core on `h` runs itself.
+    pub fn utp_apps(
+        &self,
+        h: HostId,
+    ) -> Option<&std::collections::BTreeMap<swarm_core::ConnId, crate::node::UtpApp>> {
+        self.hosts[h].node.as_ref().map(|n| &n.utp_apps)
+    }
+
     /// The address of host `h`.
     pub fn host_ip(&self, h: HostId) -> std::net::Ipv4Addr {
         self.hosts[h].ip

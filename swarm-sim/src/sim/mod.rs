@@ -54,6 +54,10 @@ pub struct SimConfig {
     /// A restarted host keeps its peer id (the same process configuration starting again,
     /// state lost); otherwise each incarnation draws a fresh id.
     pub restart_keeps_id: bool,
+    /// Bytes the application writes on each uTP connection the core runs itself
+    /// (`utp_in_core`), then shuts its side down; 0 = a greeting of 1-64 bytes with
+    /// `app_data`, as on pipes.
+    pub utp_payload: u64,
 }
 
 impl SimConfig {
@@ -71,6 +75,7 @@ impl SimConfig {
             measure_core: false,
             keep_log: true,
             trace_events: true,
+            utp_payload: 0,
         }
     }
 }
@@ -346,6 +351,7 @@ impl Sim {
             queued_at: None,
             app_bytes: 0,
             held: BTreeMap::new(),
+            utp_apps: BTreeMap::new(),
             check,
         });
         host.state = HostState::Running;
