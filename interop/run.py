@@ -682,14 +682,17 @@ def scenario_dht_mixed_network():
     node_count, base, announce_base = 20, 7400, 7500
     CHILDREN.append(nodes := Proc("node-dht-swarm", [
         "node", str(PEER_JS.parent / "dht-swarm.js"), "--count", str(node_count), "--base-port", str(base),
-        "--announce-base", str(announce_base), "--topics", ",".join(topics), "--every", "2000"]))
+        "--announce-base", str(announce_base), "--topics", ",".join(topics), "--every", "2000",
+        # Each Node node on its own address, as on the real network: on one shared address
+        # they would count as one host against our per-IP query rate and contact limits.
+        "--spread-ips"]))
     if not nodes.wait_event("listening", 5):
         raise Fail(f"the Node DHT nodes never listened (exit code {nodes.p.poll()})")
     rust_ports = list(range(7431, 7436))
     rusts = []
     for i, port in enumerate(rust_ports):
         argv = BIN + ["join", *topics, "--port", str(port), "--id", f"{0xd0 + i:02x}" * 32, "--json", "--no-mdns",
-                      "--dht-bootstrap", f"127.0.0.1:{base}", "--dht-interval", "2"] + RUST_EXTRA
+                      "--dht-bootstrap", f"127.1.0.1:{base}", "--dht-interval", "2"] + RUST_EXTRA
         CHILDREN.append(p := Proc(f"rust-{i}", argv))
         rusts.append(p)
     for p in rusts:
