@@ -17,6 +17,12 @@ done
 "$sim" --scenario chaos --seed 0 --seeds 50
 "$sim" --scenario chaos-max --seed 0 --seeds 50 --strict-total
 "$sim" --scenario lan-lossy --seed 0 --seeds 2
+"$sim" --scenario vopr --seed 0 --seeds 300 --vopr-utp
+"$sim" --scenario utp --seed 0 --seeds 10
+for s in dns-nat dns-nat-symmetric dns-restart; do
+  "$sim" --scenario "$s" --seed 0 --seeds 5
+done
+"$sim" --scenario dns-server --seed 0
 
 # Fresh seeds for the rest of the budget.
 left=$((budget - ($(date +%s) - start)))

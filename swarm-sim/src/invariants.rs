@@ -39,6 +39,9 @@ type PeerKey = (SocketAddr, Option<Bytes>);
 struct Attempt {
     peer: PeerKey,
     conns: Vec<ConnId>,
+    /// Dials the core runs itself and never outputs (its own uTP): counted as pending,
+    /// since the core admits a crossing connection for each of them.
+    unseen: usize,
 }
 
 /// What one incarnation of a node has shown so far, to check its event stream against.
@@ -114,7 +117,13 @@ impl NodeCheck {
                 for c in &conns {
                     self.attempt_of.insert(*c, id);
                 }
-                self.attempts.insert(id, Attempt { peer: key, conns });
+                let unseen = usize::from(self.utp_in_core);
+                let attempt = Attempt {
+                    peer: key,
+                    conns,
+                    unseen,
+                };
+                self.attempts.insert(id, attempt);
             }
             Event::ConnectFailed { peer, .. } => {
                 let key = (peer.addr, peer.topic.clone());
@@ -288,7 +297,7 @@ impl NodeCheck {
             .attempts
             .values()
             .filter(|a| crate::sim::canonical_ip(a.peer.0.ip()) == ip)
-            .map(|a| a.conns.len())
+            .map(|a| a.conns.len() + a.unseen)
             .sum();
         let conns = self
             .handshake_ends

@@ -29,6 +29,10 @@ struct Args {
     /// VOPR: turn the DHT on in half the runs (rounds every 20 s).
     #[arg(long)]
     vopr_dht: bool,
+    /// VOPR: in half the runs the uTP nodes run uTP themselves, as datagrams over the
+    /// simulated network (instead of pipes).
+    #[arg(long)]
+    vopr_utp: bool,
     /// Print the event trace; optionally only lines about some nodes and topics, e.g.
     /// `--trace node=3,topic=vopr-t0` (node=N repeats; topic matches the topic's name or
     /// hex prefix).
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
                 keep_trace: filter.is_some(),
                 strict_total: args.strict_total,
                 dht: args.vopr_dht,
+                utp: args.vopr_utp,
             };
             match run_one(name, &params, args.check_determinism) {
                 Ok(report) => {

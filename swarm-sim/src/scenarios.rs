@@ -23,6 +23,8 @@ pub struct Params {
     pub strict_total: bool,
     /// VOPR: turn the DHT on in some runs.
     pub dht: bool,
+    /// VOPR: in some runs the cores run uTP themselves, as datagrams.
+    pub utp: bool,
 }
 
 impl Params {
@@ -33,6 +35,7 @@ impl Params {
             keep_trace: false,
             strict_total: false,
             dht: false,
+            utp: false,
         }
     }
 }
@@ -207,14 +210,17 @@ pub fn sim_config(name: &str, p: &Params) -> SimConfig {
     cfg.keep_trace = p.keep_trace;
     cfg.strict_total = p.strict_total;
     let nodes = p.nodes.map(|n| format!(" --nodes {n}")).unwrap_or_default();
-    let strict = match (p.strict_total, p.dht) {
-        (true, true) => " --strict-total --vopr-dht",
-        (true, false) => " --strict-total",
-        (false, true) => " --vopr-dht",
-        (false, false) => "",
-    };
+    let flags: String = [
+        (p.strict_total, " --strict-total"),
+        (p.dht, " --vopr-dht"),
+        (p.utp, " --vopr-utp"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, flag)| *flag)
+    .collect();
     cfg.replay = format!(
-        "cargo run -p swarm-sim --release -- --seed {} --scenario {name}{nodes}{strict} --trace",
+        "cargo run -p swarm-sim --release -- --seed {} --scenario {name}{nodes}{flags} --trace",
         p.seed
     );
     cfg

@@ -158,6 +158,9 @@ pub fn vopr(p: &Params) -> Result<Sim, Violation> {
     // rounds every 20 s instead of 10-15 min so they happen within the run. Off by default:
     // it finds over-limit admissions from peers sharing a NAT address (see the report).
     let dht = p.dht && rng.chance(0.5);
+    // With `--vopr-utp`: in half the runs every uTP node runs uTP in its core, as datagrams
+    // through the simulated network's loss, duplication, reordering and partitions.
+    let utp_in_core = p.utp && rng.chance(0.5);
     let mut configs = Vec::new();
     for h in 0..count {
         let mut c = Sim::node_config().with_mdns();
@@ -167,6 +170,7 @@ pub fn vopr(p: &Params) -> Result<Sim, Violation> {
             c.dht_interval = Some(Duration::from_secs(20));
         }
         c.utp = rng.chance(0.2);
+        c.utp_in_core = c.utp && utp_in_core;
         c.retry_jitter = if rng.chance(0.5) { 0.25 } else { 0.0 };
         if keep_existing {
             // Without jitter, keep-existing livelocks a crossed pair: each end keeps its
