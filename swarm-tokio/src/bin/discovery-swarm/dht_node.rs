@@ -51,9 +51,10 @@ pub async fn run(args: crate::DhtNodeArgs) -> ExitCode {
     if has_bootstrap {
         node.bootstrap(now());
     }
+    // Before `listening` is reported, so a SIGTERM right after it stops us cleanly.
+    let mut terminate = crate::signal_terminate();
     println!("{{\"event\":\"listening\",\"port\":{}}}", bound.port());
     let mut buf = vec![0u8; 64 * 1024];
-    let mut terminate = crate::signal_terminate();
     let save = |node: &DhtNode| {
         if let Some(path) = state_file.as_deref() {
             let state = DhtState {

@@ -73,6 +73,8 @@ pub async fn run(args: DnsServerArgs) -> ExitCode {
         .iter()
         .filter_map(|s| s.local_addr().ok().map(|a| a.port()))
         .collect();
+    // Before `listening` is reported, so a SIGTERM right after it stops us cleanly.
+    let mut terminate = crate::signal_terminate();
     println!(
         "{{\"event\":\"listening\",\"ports\":[{}]}}",
         ports
@@ -93,7 +95,6 @@ pub async fn run(args: DnsServerArgs) -> ExitCode {
             std::thread::spawn(move || serve(i == 0, socket, &server, &stop, epoch))
         })
         .collect();
-    let mut terminate = crate::signal_terminate();
     let report_every = Duration::from_secs(args.stats_interval.max(1));
     loop {
         tokio::select! {

@@ -300,16 +300,18 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// SIGTERM as a channel. The handler is registered before this returns, so a SIGTERM sent as
+/// soon as the process reports `listening` stops it cleanly instead of killing it.
 fn signal_terminate() -> tokio::sync::mpsc::Receiver<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::spawn(async move {
             term.recv().await;
             let _ = tx.send(()).await;
-        }
-    });
+        });
+    }
     #[cfg(not(unix))]
     drop(tx);
     rx
