@@ -4,71 +4,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+#[path = "support/cli_proc.rs"]
+mod cli_proc;
+
+use cli_proc::spawn as start;
 use swarm_core::dht::DhtState;
-
-const BIN: &str = env!("CARGO_BIN_EXE_discovery-swarm");
-
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Proc { child, lines }
-}
-
-impl Proc {
-    fn wait_for(&self, what: &str, secs: u64) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(what) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no {what} within {secs} s"),
-            }
-        }
-    }
-
-    /// SIGTERM, as a service manager stops it; the state is written on the way out.
-    fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "{status}");
-    }
-}
 
 fn port_of(line: &str) -> String {
     let start = line.find("\"port\":").unwrap() + 7;
@@ -95,8 +35,17 @@ fn saved_contacts_find_the_topic_again_without_any_bootstrap() {
     // that outlives it.
     let witness = start(&["dht-node", "--port", "0", "--dht-bootstrap", &bootstrap]);
     witness.wait_for("listening", 10);
-    std::thread::sleep(Duration::from_millis(300));
-    let common = ["--json", "--no-mdns", "--no-utp", "--port", "0"];
+    // Rounds every second: whichever node joins late, the next round reaches it, so the test
+    // waits on events, never on how long a bootstrap takes.
+    let common = [
+        "--json",
+        "--no-mdns",
+        "--no-utp",
+        "--port",
+        "0",
+        "--dht-interval",
+        "1",
+    ];
     let announcer = start(
         &[
             &["join", "kept-topic"],
@@ -115,7 +64,8 @@ fn saved_contacts_find_the_topic_again_without_any_bootstrap() {
     .concat();
     let seeker = start(&[&seeker_args[..], &["--dht-bootstrap", &bootstrap]].concat());
     seeker.wait_for("\"event\":\"connection\"", 30);
-    seeker.terminate();
+    seeker.sigterm();
+    seeker.exit_ok();
     let saved = DhtState::decode(&std::fs::read(&state).unwrap()).unwrap();
     assert!(saved.contacts.len() >= 2, "{saved:?}");
 
@@ -124,7 +74,8 @@ fn saved_contacts_find_the_topic_again_without_any_bootstrap() {
     drop(router);
     let restarted = start(&seeker_args);
     restarted.wait_for("\"event\":\"connection\"", 30);
-    restarted.terminate();
+    restarted.sigterm();
+    restarted.exit_ok();
     let again = DhtState::decode(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(again.id, saved.id);
     drop(witness);
@@ -151,7 +102,8 @@ fn a_damaged_state_file_is_ignored_not_fatal() {
         path.to_str().unwrap(),
     ]);
     peer.wait_for("\"listening\"", 10);
-    peer.terminate();
+    peer.sigterm();
+    peer.exit_ok();
     // Replaced by a good one on exit.
     assert!(DhtState::decode(&std::fs::read(&path).unwrap()).is_ok());
     let _ = std::fs::remove_file(&path);
