@@ -13,17 +13,6 @@ use swarm_core::dht::tokens::{PeerStore, StoreLimits};
 use swarm_core::dht::{DhtConfig, DhtNode, NodeId};
 use swarm_core::Instant;
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// A cheap deterministic generator (SplitMix64) for ids and addresses.
 struct Gen(u64);
 
@@ -141,18 +130,18 @@ fn main() {
         ..StoreLimits::default()
     };
     let mut store = PeerStore::new(limits, 3);
-    let before = rss_kib();
+    let before = swarm_bench::procfs::rss_kib(std::process::id()).unwrap_or(0);
     let store_hashes: Vec<NodeId> = (0..10_000).map(|_| gen.id()).collect();
     let count = 200_000u32;
     for i in 0..count {
         let peer = SocketAddrV4::new(Ipv4Addr::from(gen.next() as u32), (i % 60_000) as u16 + 1);
         store.announce(now, store_hashes[(i % 10_000) as usize], peer);
     }
-    let after = rss_kib();
+    let after = swarm_bench::procfs::rss_kib(std::process::id()).unwrap_or(0);
 
     // Memory per routing-table contact: 100 full tables (every bucket's 8 slots filled by ids
     // that share exactly its prefix with the table's own id).
-    let tables_before = rss_kib();
+    let tables_before = swarm_bench::procfs::rss_kib(std::process::id()).unwrap_or(0);
     let mut tables = Vec::new();
     let mut contacts = 0usize;
     for t in 0..100u32 {
@@ -168,7 +157,7 @@ fn main() {
         contacts += table.len();
         tables.push(table);
     }
-    let tables_after = rss_kib();
+    let tables_after = swarm_bench::procfs::rss_kib(std::process::id()).unwrap_or(0);
 
     println!(
         "{{\"queries\":{sent},\"answered\":{answered},\"seconds\":{elapsed:.3},\"queries_per_sec\":{:.0},\"mean_reply_bytes\":{:.0},\"contacts\":{},\"stored_peers\":{},\"bytes_per_stored_peer\":{:.1},\"table_contacts\":{contacts},\"bytes_per_contact\":{:.1}}}",

@@ -29,19 +29,6 @@ struct Args {
     threads: usize,
 }
 
-/// CPU seconds (user + system) the process has used.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.iter().sum::<u64>() as f64 / 100.0
-}
-
 /// SplitMix64, for ids.
 fn random_id(state: &mut u64) -> NodeId {
     let mut id = [0u8; 20];
@@ -109,7 +96,7 @@ fn main() {
     let args = Args::parse();
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
-    let cpu_before = cpu_secs(args.pid);
+    let cpu_before = swarm_bench::procfs::cpu_us(args.pid).unwrap_or(0) as f64 / 1e6;
     let totals: Vec<(u64, u64, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..args.threads.max(1))
             .map(|t| {
@@ -131,7 +118,7 @@ fn main() {
             .collect()
     });
     let secs = started.elapsed().as_secs_f64();
-    let cpu = cpu_secs(args.pid) - cpu_before;
+    let cpu = swarm_bench::procfs::cpu_us(args.pid).unwrap_or(0) as f64 / 1e6 - cpu_before;
     let sent: u64 = totals.iter().map(|t| t.0).sum();
     let answered: u64 = totals.iter().map(|t| t.1).sum();
     let bytes: u64 = totals.iter().map(|t| t.2).sum();

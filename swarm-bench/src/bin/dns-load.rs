@@ -39,31 +39,6 @@ struct Args {
     threads: usize,
 }
 
-/// CPU seconds (user + system) the process has used.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.iter().sum::<u64>() as f64 / 100.0
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn name(i: usize) -> String {
     format!("{i:040x}.dns-discovery.local")
 }
@@ -185,7 +160,7 @@ fn main() {
             .status();
         std::thread::sleep(Duration::from_millis(500));
     }
-    let before = rss_kib(args.pid);
+    let before = swarm_bench::procfs::rss_kib(args.pid).unwrap_or(0);
     let fill_started = Instant::now();
     let mut fill =
         (0..args.peers).map(|i| request(&mut w, &name(i % names), &token, port_of(i), false));
@@ -199,7 +174,7 @@ fn main() {
             .status();
         std::thread::sleep(Duration::from_millis(1000));
     }
-    let after = rss_kib(args.pid);
+    let after = swarm_bench::procfs::rss_kib(args.pid).unwrap_or(0);
 
     // Throughput: refresh announces of stored peers, round-robin over a prebuilt set.
     let mut w2 = Writer::default();
@@ -210,7 +185,7 @@ fn main() {
         })
         .collect();
     let started = Instant::now();
-    let cpu_before = cpu_secs(args.pid);
+    let cpu_before = swarm_bench::procfs::cpu_us(args.pid).unwrap_or(0) as f64 / 1e6;
     let until = started + Duration::from_secs(args.seconds);
     let totals: Vec<(u64, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..args.threads.max(1))
@@ -232,7 +207,7 @@ fn main() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let secs = started.elapsed().as_secs_f64();
-    let cpu = cpu_secs(args.pid) - cpu_before;
+    let cpu = swarm_bench::procfs::cpu_us(args.pid).unwrap_or(0) as f64 / 1e6 - cpu_before;
     let sent: u64 = totals.iter().map(|t| t.0).sum();
     let answered: u64 = totals.iter().map(|t| t.1).sum();
     let out = serde_json::json!({
