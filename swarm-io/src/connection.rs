@@ -2,15 +2,16 @@
 
 use bytes::{Buf, Bytes};
 use std::io;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::net::TcpStream;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use swarm_core::{CloseCause, ConnId, ConnInfo};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::driver::Report;
+use crate::runtime::{Io, Runtime};
 use crate::stream_bridge::Bridge;
 use std::sync::Arc;
 
@@ -20,8 +21,11 @@ use std::sync::Arc;
 /// it closes the connection; the swarm treats that as the application's choice (no redial).
 /// The swarm may close it too (a duplicate replaced by a newer connection): reads then see
 /// end of stream.
-pub struct Connection {
-    backend: Backend,
+///
+/// It implements `futures::io::AsyncRead + AsyncWrite` on every runtime, and tokio's
+/// `AsyncRead + AsyncWrite` with the `tokio` feature (swarm-tokio turns it on).
+pub struct Connection<R: Runtime> {
+    backend: Backend<R>,
     /// Bytes to deliver or send before the stream's own; boxed because it is almost always
     /// empty and there is one `Connection` per held peer.
     carry: Option<Box<Carry>>,
@@ -32,8 +36,8 @@ pub struct Connection {
 }
 
 /// Where the bytes go: a TCP socket of our own, or a uTP stream inside the swarm's core.
-enum Backend {
-    Tcp(TcpStream),
+enum Backend<R: Runtime> {
+    Tcp(R::Io<TcpStream>),
     Utp(UtpEnd),
 }
 
@@ -48,9 +52,9 @@ struct Carry {
     unsent: Bytes,
 }
 
-impl Connection {
+impl<R: Runtime> Connection<R> {
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: R::Io<TcpStream>,
         early_data: Bytes,
         unsent: Bytes,
         info: ConnInfo,
@@ -118,7 +122,7 @@ impl Connection {
     /// Our end's socket address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match &self.backend {
-            Backend::Tcp(stream) => stream.local_addr(),
+            Backend::Tcp(stream) => stream.get_ref().local_addr(),
             Backend::Utp(utp) => Ok(utp.local),
         }
     }
@@ -126,7 +130,7 @@ impl Connection {
     /// The remote end's socket address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match &self.backend {
-            Backend::Tcp(stream) => stream.peer_addr(),
+            Backend::Tcp(stream) => stream.get_ref().peer_addr(),
             Backend::Utp(utp) => Ok(utp.peer),
         }
     }
@@ -140,7 +144,8 @@ impl Connection {
             return Poll::Ready(Ok(()));
         };
         while !carry.unsent.is_empty() {
-            let n = ready!(Pin::new(&mut *stream).poll_write(cx, &carry.unsent))?;
+            let unsent = &carry.unsent;
+            let n = ready!(stream.poll_write_with(cx, |mut s| s.write(unsent)))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -158,99 +163,85 @@ impl Connection {
             self.remote_ended = true;
         }
     }
-}
 
-impl AsyncRead for Connection {
-    fn poll_read(
-        self: Pin<&mut Self>,
+    /// Reads into `buf`; `Ok(0)` is the end of the stream. Early data comes first.
+    pub fn poll_read_bytes(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.has_unsent() {
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.has_unsent() {
             // Never block a read on the flush: the remote cannot talk before it has our id.
-            if let Poll::Ready(Err(e)) = this.poll_flush_unsent(cx) {
-                this.remote_ended = true;
+            if let Poll::Ready(Err(e)) = self.poll_flush_unsent(cx) {
+                self.remote_ended = true;
                 return Poll::Ready(Err(e));
             }
         }
-        if let Some(carry) = this.carry.as_mut().filter(|c| !c.early_data.is_empty()) {
-            let n = carry.early_data.len().min(buf.remaining());
-            buf.put_slice(&carry.early_data.split_to(n));
-            return Poll::Ready(Ok(()));
+        if let Some(carry) = self.carry.as_mut().filter(|c| !c.early_data.is_empty()) {
+            let n = carry.early_data.len().min(buf.len());
+            buf[..n].copy_from_slice(&carry.early_data.split_to(n));
+            return Poll::Ready(Ok(n));
         }
-        let stream = match &mut this.backend {
-            Backend::Tcp(stream) => stream,
-            Backend::Utp(utp) => {
-                let n = ready!(utp.bridge.poll_read(cx, buf.initialize_unfilled()));
-                buf.advance(n);
-                if n == 0 && buf.remaining() > 0 {
-                    this.remote_ended = true;
-                }
-                return Poll::Ready(Ok(()));
-            }
+        let result = match &mut self.backend {
+            Backend::Tcp(stream) => stream.poll_read_with(cx, |mut s| s.read(buf)),
+            Backend::Utp(utp) => Poll::Ready(Ok(ready!(utp.bridge.poll_read(cx, buf)))),
         };
-        let before = buf.filled().len();
-        let result = Pin::new(stream).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() == before {
-            this.remote_ended = true;
+        if matches!(result, Poll::Ready(Ok(0))) {
+            self.remote_ended = true;
         }
-        this.note(&result);
+        self.note(&result);
         result
     }
-}
 
-impl AsyncWrite for Connection {
-    fn poll_write(
-        self: Pin<&mut Self>,
+    /// Writes from `data`; returns how much was taken.
+    pub fn poll_write_bytes(
+        &mut self,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let flushed = this.poll_flush_unsent(cx);
-        this.note(&flushed);
+        let flushed = self.poll_flush_unsent(cx);
+        self.note(&flushed);
         ready!(flushed)?;
-        let result = match &mut this.backend {
-            Backend::Tcp(stream) => Pin::new(stream).poll_write(cx, data),
+        let result = match &mut self.backend {
+            Backend::Tcp(stream) => stream.poll_write_with(cx, |mut s| s.write(data)),
             Backend::Utp(utp) => match ready!(utp.bridge.poll_write(cx, data)) {
                 Some(n) => Poll::Ready(Ok(n)),
                 None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
             },
         };
-        this.note(&result);
+        self.note(&result);
         result
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
+    fn poll_write_vectored_bytes(
+        &mut self,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let flushed = this.poll_flush_unsent(cx);
-        this.note(&flushed);
+        let flushed = self.poll_flush_unsent(cx);
+        self.note(&flushed);
         ready!(flushed)?;
-        match &mut this.backend {
-            Backend::Tcp(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        match &mut self.backend {
+            Backend::Tcp(stream) => {
+                let result = stream.poll_write_with(cx, |mut s| s.write_vectored(bufs));
+                self.note(&result);
+                result
+            }
             Backend::Utp(_) => {
                 let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
-                Pin::new(this).poll_write(cx, first)
+                self.poll_write_bytes(cx, first)
             }
         }
     }
 
-    fn is_write_vectored(&self) -> bool {
-        match &self.backend {
-            Backend::Tcp(stream) => stream.is_write_vectored(),
-            Backend::Utp(_) => false,
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_flush_unsent(cx))?;
-        match &mut this.backend {
-            Backend::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+    /// Waits until everything written has left for the peer (TCP: taken by the kernel).
+    pub fn poll_flush_bytes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_flush_unsent(cx))?;
+        match &mut self.backend {
+            Backend::Tcp(_) => Poll::Ready(Ok(())),
             Backend::Utp(utp) => match ready!(utp.bridge.poll_flush(cx)) {
                 true => Poll::Ready(Ok(())),
                 false => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
@@ -258,11 +249,18 @@ impl AsyncWrite for Connection {
         }
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_flush_unsent(cx))?;
-        match &mut this.backend {
-            Backend::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
+    /// Ends our direction of the stream (TCP's FIN, uTP's FIN after the queued data).
+    pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_flush_unsent(cx))?;
+        match &mut self.backend {
+            Backend::Tcp(stream) => {
+                let result = stream.get_ref().shutdown(std::net::Shutdown::Write);
+                // Shutting down an already reset socket is no error to the application.
+                Poll::Ready(match result {
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+                    result => result,
+                })
+            }
             Backend::Utp(utp) => {
                 // Like TCP's: the FIN is queued behind the written data, not awaited.
                 utp.bridge.shutdown();
@@ -272,7 +270,89 @@ impl AsyncWrite for Connection {
     }
 }
 
-impl Drop for Connection {
+impl<R: Runtime> futures_io::AsyncRead for Connection<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_read_bytes(cx, buf)
+    }
+}
+
+impl<R: Runtime> futures_io::AsyncWrite for Connection<R> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_bytes(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_vectored_bytes(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_flush_bytes(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_shutdown(cx)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<R: Runtime> tokio::io::AsyncRead for Connection<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = ready!(self
+            .get_mut()
+            .poll_read_bytes(cx, buf.initialize_unfilled()))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<R: Runtime> tokio::io::AsyncWrite for Connection<R> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_bytes(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_vectored_bytes(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        matches!(self.backend, Backend::Tcp(_))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_flush_bytes(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Connection::poll_shutdown(self.get_mut(), cx)
+    }
+}
+
+impl<R: Runtime> Drop for Connection<R> {
     fn drop(&mut self) {
         let stream = match &self.backend {
             Backend::Tcp(stream) => stream,
@@ -284,7 +364,7 @@ impl Drop for Connection {
         };
         // The driver holds a duplicate of the socket (to close it on the swarm's behalf), so
         // dropping ours alone would not end the connection.
-        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+        let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
         let cause = if self.remote_ended {
             CloseCause::Remote
         } else {
@@ -297,7 +377,7 @@ impl Drop for Connection {
     }
 }
 
-impl std::fmt::Debug for Connection {
+impl<R: Runtime> std::fmt::Debug for Connection<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("conn", &self.conn)
