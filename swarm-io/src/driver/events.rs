@@ -44,6 +44,7 @@ impl<R: Runtime> Driver<R> {
                     conn,
                     self.report_tx.clone(),
                 );
+                self.publish_counters();
                 let _ = self.events.send(SwarmEvent::Connection(connection));
             }
             event => {
@@ -59,6 +60,7 @@ impl<R: Runtime> Driver<R> {
                     }
                     _ => {}
                 }
+                self.publish_counters();
                 let _ = self.events.send(SwarmEvent::Event { event, local_port });
             }
         }
@@ -83,6 +85,7 @@ impl<R: Runtime> Driver<R> {
         );
         self.utp_streams.insert(conn, bridge);
         self.pump_stream(conn);
+        self.publish_counters();
         let _ = self.events.send(SwarmEvent::Connection(connection));
     }
 

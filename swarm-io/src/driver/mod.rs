@@ -429,6 +429,12 @@ impl<R: Runtime> Driver<R> {
         }
         self.flush_batch();
         self.rearm_held();
+        self.publish_counters();
+    }
+
+    /// The counters the handles read. Also stored before each event goes out, so that an
+    /// application that sees a `connection` already counts it, on any executor.
+    fn publish_counters(&self) {
         let counters = &self.counters;
         counters.connected.store(self.core.connected(), Relaxed);
         counters.connecting.store(self.core.connecting(), Relaxed);

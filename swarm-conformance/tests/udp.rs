@@ -1,9 +1,9 @@
 //! The UDP sockets, inside an isolated network namespace.
 
-mod support;
+use swarm_conformance::support;
 
 use std::time::Duration;
-use swarm_tokio::udp::{ipv4_interfaces, mdns_socket, MDNS_GROUP};
+use swarm_io::udp::{ipv4_interfaces, mdns_socket, MDNS_GROUP};
 
 #[test]
 fn mdns_sockets_share_the_port_and_hear_multicast_from_this_host() {
