@@ -773,7 +773,7 @@ def preflight():
     if not (ROOT / "interop" / "node" / "node_modules" / "discovery-swarm").is_dir():
         return "node modules missing: run `npm ci --prefix interop/node` (interop/run does it)"
     if not os.environ.get("SWARM_BIN") and not Path(BIN[0]).is_file():
-        return (f"rust binary missing: {BIN[0]} (build it with `cargo build --release -p swarm-tokio "
+        return (f"rust binary missing: {BIN[0]} (build it with `cargo build --release -p discovery-swarm "
                 f"--bin discovery-swarm`, or use interop/run)")
     return None
 

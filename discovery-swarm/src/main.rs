@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
-use swarm_tokio::{SwarmBuilder, SwarmEvent};
+use swarm_io::{Runtime, Swarm, SwarmBuilder, SwarmEvent};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +22,16 @@ use swarm_tokio::{SwarmBuilder, SwarmEvent};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The runtime adapter that drives the swarm of `join`: tokio (swarm-tokio) or smol
+    /// (swarm-smol, its driver on a thread of its own). Output and piping run on tokio.
+    #[arg(long, global = true, value_enum, default_value = "tokio")]
+    runtime: RuntimeChoice,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RuntimeChoice {
+    Tokio,
+    Smol,
 }
 
 #[derive(Subcommand)]
@@ -181,14 +191,32 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Join(args) => runtime.block_on(join(args)),
+        Command::Join(args) => match cli.runtime {
+            RuntimeChoice::Tokio => runtime.block_on(join(args, swarm_tokio::SwarmBuilder::build)),
+            RuntimeChoice::Smol => runtime.block_on(join(args, start_on_smol)),
+        },
         Command::DhtNode(args) => runtime.block_on(dht_node::run(args)),
         Command::DnsServer(args) => runtime.block_on(dns_server::run(args)),
     }
 }
 
-async fn join(args: JoinArgs) -> ExitCode {
-    let mut builder = SwarmBuilder::new()
+/// Starts the swarm's driver on a thread of its own, driven by smol (async-io's reactor).
+fn start_on_smol(
+    builder: SwarmBuilder<swarm_smol::Smol>,
+) -> Result<Swarm<swarm_smol::Smol>, swarm_io::Error> {
+    let (swarm, driver) = builder.build_driver()?;
+    std::thread::Builder::new()
+        .name("swarm-smol".into())
+        .spawn(move || smol::block_on(driver))
+        .map_err(|_| swarm_io::Error::Closed)?;
+    Ok(swarm)
+}
+
+async fn join<R: Runtime>(
+    args: JoinArgs,
+    start: impl FnOnce(SwarmBuilder<R>) -> Result<Swarm<R>, swarm_io::Error>,
+) -> ExitCode {
+    let mut builder = SwarmBuilder::<R>::new()
         .max_connections(args.max_connections)
         .whitelist(args.whitelist.iter().copied())
         .keep_existing_connections(args.keep_existing)
@@ -223,7 +251,7 @@ async fn join(args: JoinArgs) -> ExitCode {
     if let Some(HexId(id)) = args.id {
         builder = builder.id(id);
     }
-    let mut swarm = match builder.build() {
+    let mut swarm = match start(builder) {
         Ok(swarm) => swarm,
         Err(e) => {
             eprintln!("discovery-swarm: {e}");
@@ -285,7 +313,7 @@ async fn join(args: JoinArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn save_dht_state(swarm: &swarm_tokio::Swarm, path: Option<&std::path::Path>) {
+async fn save_dht_state<R: Runtime>(swarm: &Swarm<R>, path: Option<&std::path::Path>) {
     if let (Some(path), Ok(Some(state))) = (path, swarm.dht_state().await) {
         dht_state::save(path, &state);
     }

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
-use swarm_tokio::{ConnId, Connection};
+use swarm_io::{ConnId, Connection, Runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -46,7 +46,7 @@ impl Pipe {
         Pipe { writers, stdout }
     }
 
-    pub fn attach(&self, conn: Connection) {
+    pub fn attach<R: Runtime>(&self, conn: Connection<R>) {
         let id = conn.id();
         let (mut reader, mut writer) = tokio::io::split(conn);
         let (tx, mut rx) = mpsc::channel::<Bytes>(DEPTH);
@@ -78,7 +78,7 @@ impl Pipe {
 }
 
 /// Without `--pipe`: read and discard, so a close by the peer is noticed.
-pub fn drain(mut conn: Connection) {
+pub fn drain<R: Runtime>(mut conn: Connection<R>) {
     tokio::spawn(async move {
         let mut buf = vec![0u8; CHUNK];
         while let Ok(1..) = conn.read(&mut buf).await {}

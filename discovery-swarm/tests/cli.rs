@@ -112,7 +112,9 @@ fn pipe_forwards_bytes_as_they_arrive_and_moves_a_bulk_stream_intact() {
         .unwrap_or(64);
     let mut sender = spawn(&["--port", "0"]);
     let port = field(&sender.wait_for("listening"), "port");
-    let mut receiver = spawn(&["--port", "0", "--peer", &format!("127.0.0.1:{port}")]);
+    // The receiver's swarm runs on smol, the sender's on tokio: both adapters carry the bulk.
+    let peer = format!("127.0.0.1:{port}");
+    let mut receiver = spawn(&["--port", "0", "--peer", &peer, "--runtime", "smol"]);
     sender.wait_for("connection");
     receiver.wait_for("connection");
 

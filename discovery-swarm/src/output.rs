@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 use std::io::Write;
-use swarm_tokio::{ConnId, ConnInfo, Connection, Event, PeerInfo};
+use swarm_io::{ConnId, ConnInfo, Connection, Event, PeerInfo, Runtime};
 
 pub struct Printer {
     json: bool,
@@ -44,7 +44,7 @@ impl Printer {
     }
 
     /// The `connection` event's fields, to be written with [`Printer::write`].
-    pub fn connection_line(&self, conn: &Connection) -> Map<String, Value> {
+    pub fn connection_line<R: Runtime>(&self, conn: &Connection<R>) -> Map<String, Value> {
         let local_port = conn.local_addr().ok().map(|a| a.port());
         event_line(
             "connection",
