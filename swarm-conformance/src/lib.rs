@@ -125,6 +125,20 @@ pub async fn first_connection<R: Runtime>(
         .expect("a connection within the limit")
 }
 
+/// Both ends' reports of the connection between `a` and `b`, whichever reports first.
+pub async fn connection_pair<R: Runtime>(
+    a: &mut Swarm<R>,
+    b: &mut Swarm<R>,
+    limit: Duration,
+) -> (Connection<R>, Connection<R>) {
+    let (side, first) = first_connection(a, b, limit).await;
+    if side == 0 {
+        (first, next_connection_within(b, limit).await)
+    } else {
+        (next_connection_within(a, limit).await, first)
+    }
+}
+
 /// A raw TCP peer on a thread of its own: connects to `addr`, writes `send`, then reads until
 /// the end of the stream (at most `WAIT`). Its result: what it read.
 pub fn raw_peer(addr: SocketAddr, send: Vec<u8>) -> impl Future<Output = std::io::Result<Vec<u8>>> {

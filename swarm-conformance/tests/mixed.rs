@@ -3,7 +3,7 @@
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::time::Duration;
-use swarm_conformance::{first_connection, next_connection_within, support};
+use swarm_conformance::{connection_pair, support};
 use swarm_smol::SwarmBuilder;
 
 #[test]
@@ -22,17 +22,8 @@ fn a_smol_swarm_and_an_async_std_swarm_find_each_other_and_exchange_data() {
         on_smol.join("mixed-runtimes", true);
         on_async_std.join("mixed-runtimes", true);
         let limit = Duration::from_secs(10);
-        let (side, first) = first_connection(&mut on_smol, &mut on_async_std, limit).await;
-        let other = if side == 0 {
-            next_connection_within(&mut on_async_std, limit).await
-        } else {
-            next_connection_within(&mut on_smol, limit).await
-        };
-        let (mut smol_conn, mut async_std_conn) = if side == 0 {
-            (first, other)
-        } else {
-            (other, first)
-        };
+        let (mut smol_conn, mut async_std_conn) =
+            connection_pair(&mut on_smol, &mut on_async_std, limit).await;
         assert_eq!(smol_conn.remote_id(), [2; 32]);
         assert_eq!(async_std_conn.remote_id(), [1; 32]);
         smol_conn.write_all(b"from smol").await.unwrap();

@@ -1,7 +1,7 @@
 //! Discovery over the adapter's real UDP sockets: multicast DNS on the (namespace's) LAN and
 //! the Mainline DHT through a local bootstrap node.
 
-use crate::{first_connection, next_connection_within, sleep, Harness};
+use crate::{connection_pair, first_connection, next_connection_within, sleep, Harness};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use swarm_io::SwarmBuilder;
@@ -14,17 +14,7 @@ pub async fn peers_on_one_lan_find_each_other_by_mdns_alone<H: Harness>() {
     b.listen(0).await.unwrap();
     b.join("lan-topic", true);
     let limit = Duration::from_secs(10);
-    let (side, first) = first_connection(&mut a, &mut b, limit).await;
-    let other = if side == 0 {
-        next_connection_within(&mut b, limit).await
-    } else {
-        next_connection_within(&mut a, limit).await
-    };
-    let (a_conn, b_conn) = if side == 0 {
-        (first, other)
-    } else {
-        (other, first)
-    };
+    let (a_conn, b_conn) = connection_pair(&mut a, &mut b, limit).await;
     assert_eq!(a_conn.remote_id(), [2; 32]);
     assert_eq!(b_conn.remote_id(), [1; 32]);
     // Exactly one connection between them, and no spurious second one.
