@@ -25,6 +25,10 @@ const MAX_TRANSMITS: usize = 256;
 /// Own tokens remembered for LAN echo suppression, and for how long.
 const MAX_OWN_TOKENS: usize = 512;
 const OWN_TOKEN_LIFE: Duration = Duration::from_secs(15 * 60);
+/// Tokens we would give a sender, cached: every answer on the LAN is checked against the
+/// sender's, and a SHA-256 per received answer was most of the engine's time on a busy LAN.
+/// The secret never changes, so an entry never goes stale; the cache is emptied when full.
+pub(super) const MAX_SENDER_TOKENS: usize = 1024;
 /// A/SRV answers per name, as Node (`up to 10 entries`).
 const MAX_ADDRESS_ANSWERS: usize = 10;
 /// Entries listed per TXT answer set, as Node's store lookup (100).
@@ -102,6 +106,7 @@ pub struct MdnsStats {
 
 struct Joined {
     topic: Bytes,
+    tag: u64,
     /// Hex id of the key: the first label of the name.
     id: String,
     /// Announced port, if announcing.
@@ -119,13 +124,20 @@ pub struct MdnsDiscovery {
     rng: Xoshiro256PlusPlus,
     /// By topic bytes.
     joined: Map<Bytes, Joined>,
-    /// Hex id to topic, for answers and questions.
-    ids: Map<String, Bytes>,
+    /// Hex id to topic and its join's tag, for answers and questions.
+    ids: Map<String, (Bytes, u64)>,
+    /// Tags joins, so `recent` is keyed by a number rather than the topic's bytes.
+    next_tag: u64,
+    /// Peers of the datagram being read (kept to save two allocations per datagram).
+    scratch_found: Vec<(u64, usize, SocketAddrV4)>,
+    scratch_peers: Vec<SocketAddrV4>,
     /// Tokens we put in answers, with when: an answer carrying one is our own echo, whatever
     /// address it comes from (Node only recognises echoes from its own host).
-    own_tokens: Map<String, Instant>,
+    own_tokens: Map<txt::Token, Instant>,
+    /// The token each recent sender gets from us (see `MAX_SENDER_TOKENS`).
+    sender_tokens: Map<Ipv4Addr, txt::Token>,
     /// Peers reported recently, with when (see `REPEAT_WINDOW`).
-    recent: Map<(Bytes, SocketAddrV4), Instant>,
+    recent: Map<(u64, SocketAddrV4), Instant>,
     limiter: Limiter,
     transmits: VecDeque<(SocketAddr, Bytes)>,
     events: VecDeque<MdnsEvent>,
@@ -148,7 +160,11 @@ impl MdnsDiscovery {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             joined: new_map(seed),
             ids: new_map(seed),
+            next_tag: 0,
+            scratch_found: Vec::new(),
+            scratch_peers: Vec::new(),
             own_tokens: new_map(seed),
+            sender_tokens: new_map(seed),
             recent: new_map(seed),
             limiter: Limiter::new(seed, per_source, global),
             transmits: VecDeque::new(),
@@ -174,9 +190,12 @@ impl MdnsDiscovery {
             return false;
         };
         let id = hex_id(&key);
-        self.ids.insert(id.clone(), topic.clone());
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.ids.insert(id.clone(), (topic.clone(), tag));
         let joined = Joined {
             topic: topic.clone(),
+            tag,
             id,
             port,
             next_round: Instant::ZERO,
@@ -193,12 +212,13 @@ impl MdnsDiscovery {
             return false;
         };
         // A rejoin reports its peers afresh.
-        self.recent.retain(|(t, _), _| *t != j.topic);
+        self.recent.retain(|(t, _), _| *t != j.tag);
         // Another topic may hash to the same id (custom hash); keep the id if so.
-        if self.ids.get(&j.id).is_some_and(|t| *t == j.topic) {
+        if self.ids.get(&j.id).is_some_and(|(t, _)| *t == j.topic) {
             self.ids.remove(&j.id);
             if let Some(other) = self.joined.values().find(|o| o.id == j.id) {
-                self.ids.insert(j.id.clone(), other.topic.clone());
+                self.ids
+                    .insert(j.id.clone(), (other.topic.clone(), other.tag));
             }
         }
         true
@@ -321,8 +341,9 @@ impl MdnsDiscovery {
             return;
         }
         // Hashed only now: unrelated mDNS traffic costs no SHA-256.
-        let token = txt::token(&self.config.secret, querier);
-        self.remember_token(now, &token);
+        let token = self.token_for(querier);
+        self.remember_token(now, token);
+        let token = core::str::from_utf8(&token).expect("base64 is ASCII");
         // Only the answered questions are echoed (Node echoes all; receivers ignore them).
         let w = &mut self.writer;
         w.start(wire::FLAGS_RESPONSE, plan.len() as u16, answers as u16);
@@ -341,7 +362,7 @@ impl MdnsDiscovery {
                 }
                 TYPE_TXT => {
                     let listed = &entries[..entries.len().min(MAX_LISTED)];
-                    txt::write_peer_answers(w, &q.name, &token, listed);
+                    txt::write_peer_answers(w, &q.name, token, listed);
                 }
                 TYPE_SRV => {
                     for e in entries.iter().take(MAX_ADDRESS_ANSWERS) {
@@ -372,23 +393,25 @@ impl MdnsDiscovery {
     /// we announce (case-sensitive, as Node).
     fn announced_port(&self, name: &[u8]) -> Option<u16> {
         let id = name.strip_suffix(DOMAIN.as_bytes())?.strip_suffix(b".")?;
-        let topic = self.ids.get(core::str::from_utf8(id).ok()?)?;
+        let (topic, _) = self.ids.get(core::str::from_utf8(id).ok()?)?;
         self.joined.get(topic)?.port
     }
 
-    /// The topic an answer's name belongs to: Node takes every label before the last two as
-    /// the id and does not check the domain.
-    fn topic_of(&self, name: &[u8]) -> Option<Bytes> {
+    /// The topic an answer's name belongs to, and its join's tag: Node takes every label
+    /// before the last two as the id and does not check the domain.
+    fn topic_of(&self, name: &[u8]) -> Option<&(Bytes, u64)> {
         let mut dots = name.iter().rposition(|&b| b == b'.').map(|i| &name[..i]);
         dots = dots.and_then(|n| n.iter().rposition(|&b| b == b'.').map(|i| &n[..i]));
         let id = core::str::from_utf8(dots?).ok()?;
-        self.ids.get(id).cloned()
+        self.ids.get(id)
     }
 
     fn read_records(&mut self, now: Instant, sender: Ipv4Addr, port: u16, msg: &Message<'_>) {
-        let mut found: Vec<(Bytes, SocketAddrV4)> = Vec::new();
-        let mut peers = Vec::new();
-        for record in &msg.records {
+        // (tag, record index, peer): the topic's bytes are looked up only for a report.
+        let mut found = core::mem::take(&mut self.scratch_found);
+        let mut peers = core::mem::take(&mut self.scratch_peers);
+        found.clear();
+        for (index, record) in msg.records.iter().enumerate() {
             if found.len() >= MAX_PEERS_PER_DATAGRAM {
                 self.stats.dropped += 1;
                 break;
@@ -398,7 +421,7 @@ impl MdnsDiscovery {
             {
                 continue;
             }
-            let Some(topic) = self.topic_of(&record.name) else {
+            let Some(&(_, tag)) = self.topic_of(&record.name) else {
                 continue;
             };
             peers.clear();
@@ -436,25 +459,32 @@ impl MdnsDiscovery {
             }
             for p in &peers {
                 // Port 0 cannot be dialled; a repeat in the same datagram is noise.
-                if p.port() != 0 && !found.iter().any(|(t, a)| *t == topic && a == p) {
-                    found.push((topic.clone(), *p));
+                if p.port() != 0 && !found.iter().any(|(t, _, a)| *t == tag && a == p) {
+                    found.push((tag, index, *p));
                 }
             }
         }
-        for (topic, addr) in found {
-            if !self.first_report(now, &topic, addr) {
+        for &(tag, index, addr) in &found {
+            if !self.first_report(now, tag, addr) {
                 continue;
             }
+            let Some((topic, _)) = self.topic_of(&msg.records[index].name) else {
+                continue;
+            };
+            let topic = topic.clone();
             self.push_event(MdnsEvent::Peer {
                 topic,
                 addr: SocketAddr::V4(addr),
             });
         }
+        self.scratch_found = found;
+        self.scratch_peers = peers;
     }
 
-    /// Whether `addr` for `topic` has not been reported within `REPEAT_WINDOW`; records it.
-    fn first_report(&mut self, now: Instant, topic: &Bytes, addr: SocketAddrV4) -> bool {
-        let key = (topic.clone(), addr);
+    /// Whether `addr` for the join tagged `tag` has not been reported within `REPEAT_WINDOW`;
+    /// records it.
+    fn first_report(&mut self, now: Instant, tag: u64, addr: SocketAddrV4) -> bool {
+        let key = (tag, addr);
         if let Some(at) = self.recent.get_mut(&key) {
             if now - *at < REPEAT_WINDOW {
                 self.stats.repeats += 1;
@@ -474,20 +504,39 @@ impl MdnsDiscovery {
 
     /// Node's check (the token we would give the sender, i.e. an echo from our own host) or
     /// one of the tokens we handed out recently (our answer to another host, echoed back).
-    fn is_own_token(&self, now: Instant, token: &[u8], sender: Ipv4Addr) -> bool {
+    fn is_own_token(&mut self, now: Instant, token: &[u8], sender: Ipv4Addr) -> bool {
         // A token is 44 base64 bytes; anything else is not ours and costs no hashing.
-        if token.len() != 44 {
+        let Ok(token) = txt::Token::try_from(token) else {
             return false;
-        }
-        let remembered = core::str::from_utf8(token)
-            .ok()
-            .and_then(|t| self.own_tokens.get(t))
+        };
+        let remembered = self
+            .own_tokens
+            .get(&token)
             .is_some_and(|&at| now - at < OWN_TOKEN_LIFE);
-        remembered || token == txt::token(&self.config.secret, sender).as_bytes()
+        remembered || token == self.token_for(sender)
     }
 
-    fn remember_token(&mut self, now: Instant, token: &str) {
-        if let Some(at) = self.own_tokens.get_mut(token) {
+    /// Senders whose token is cached (bounded by `MAX_SENDER_TOKENS`).
+    #[cfg(test)]
+    pub(super) fn cached_sender_tokens(&self) -> usize {
+        self.sender_tokens.len()
+    }
+
+    /// The token `ip` gets from us, hashed once per sender.
+    fn token_for(&mut self, ip: Ipv4Addr) -> txt::Token {
+        if let Some(t) = self.sender_tokens.get(&ip) {
+            return *t;
+        }
+        if self.sender_tokens.len() >= MAX_SENDER_TOKENS {
+            self.sender_tokens.clear();
+        }
+        let t = txt::token_bytes(&self.config.secret, ip);
+        self.sender_tokens.insert(ip, t);
+        t
+    }
+
+    fn remember_token(&mut self, now: Instant, token: txt::Token) {
+        if let Some(at) = self.own_tokens.get_mut(&token) {
             *at = now;
             return;
         }
@@ -500,12 +549,12 @@ impl MdnsDiscovery {
                 .own_tokens
                 .iter()
                 .min_by_key(|(_, at)| **at)
-                .map(|(t, _)| t.clone())
+                .map(|(t, _)| *t)
             {
                 self.own_tokens.remove(&old);
             }
         }
-        self.own_tokens.insert(token.to_owned(), now);
+        self.own_tokens.insert(token, now);
     }
 
     fn push_transmit(&mut self, to: SocketAddr, packet: Bytes) -> bool {

@@ -1,5 +1,6 @@
 //! Engine and wire tests on a simulated clock: no sockets, no sleeps.
 
+use super::engine::MAX_SENDER_TOKENS;
 use super::topic::{dns_name, KeyHash};
 use super::txt;
 use super::wire::{self, RData, Section, Writer, TYPE_A, TYPE_SRV, TYPE_TXT};
@@ -466,6 +467,41 @@ fn echo_of_our_answer_to_another_host_is_suppressed() {
     m.handle_datagram(Instant::ZERO, addr(1, 5353), &resp);
     assert!(drain_events(&mut m).is_empty());
     assert_eq!(m.stats().echoes_suppressed, 1);
+}
+
+#[test]
+fn sender_token_cache_is_bounded_and_echoes_survive_its_emptying() {
+    // Node's check: an answer from host X carrying the token we would give X is our own.
+    let mut m = engine(1);
+    m.join(&b"ubuntu-14.04"[..], true, 7001);
+    let echo = |ip: Ipv4Addr| {
+        let token = format!("token={}", txt::token(&[1; 32], ip));
+        let peers = txt::peers_string(&[SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9)]);
+        response_with(UBUNTU, &[token.as_bytes(), peers.as_bytes()])
+    };
+    let first = Ipv4Addr::new(10, 1, 0, 1);
+    m.handle_datagram(Instant::ZERO, SocketAddr::from((first, 5353)), &echo(first));
+    // Many senders, each with a token that is not ours: reported, and the cache stays
+    // within its bound.
+    let others = 3 * MAX_SENDER_TOKENS as u32;
+    let mut reported = 0;
+    for i in 0..others {
+        let ip = Ipv4Addr::from(0x0b00_0000 + i);
+        let not_ours = response_with(
+            UBUNTU,
+            &[
+                b"token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                b"peers=AAAAAAAJ",
+            ],
+        );
+        m.handle_datagram(Instant::ZERO, SocketAddr::from((ip, 5353)), &not_ours);
+        assert!(m.cached_sender_tokens() <= MAX_SENDER_TOKENS);
+        reported += drain_events(&mut m).len();
+    }
+    m.handle_datagram(Instant::ZERO, SocketAddr::from((first, 5353)), &echo(first));
+    assert_eq!(m.stats().echoes_suppressed, 2);
+    assert!(drain_events(&mut m).is_empty());
+    assert_eq!(reported, others as usize);
 }
 
 #[test]

@@ -21,12 +21,53 @@ const DECODE: GeneralPurpose = GeneralPurpose::new(
 /// and corrupts the record beyond that; we put each chunk in a TXT record of its own.
 pub const PEERS_PER_STRING: usize = 31;
 
+/// A token's length: base64 of a SHA-256 digest.
+pub const TOKEN_LEN: usize = 44;
+
+/// A token as bytes (ASCII), without allocating.
+pub type Token = [u8; TOKEN_LEN];
+
 /// `base64(sha256(secret || ip-string))`, 44 ASCII bytes.
 pub fn token(secret: &[u8; 32], ip: Ipv4Addr) -> String {
+    let t = token_bytes(secret, ip);
+    String::from_utf8_lossy(&t).into_owned()
+}
+
+/// [`token`] on the stack: the engine computes one per answer it sends or checks.
+pub fn token_bytes(secret: &[u8; 32], ip: Ipv4Addr) -> Token {
     let mut h = Sha256::new();
     h.update(secret);
-    h.update(ip.to_string().as_bytes());
-    ENCODE.encode(h.finalize())
+    let mut dotted = [0u8; 15];
+    let n = write_dotted(ip, &mut dotted);
+    h.update(&dotted[..n]);
+    let mut out = [0u8; TOKEN_LEN];
+    let written = ENCODE
+        .encode_slice(h.finalize(), &mut out)
+        .expect("44 bytes hold base64 of 32");
+    debug_assert_eq!(written, TOKEN_LEN);
+    out
+}
+
+/// `a.b.c.d` into `out`; returns its length.
+fn write_dotted(ip: Ipv4Addr, out: &mut [u8; 15]) -> usize {
+    let mut n = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out[n] = b'.';
+            n += 1;
+        }
+        if octet >= 100 {
+            out[n] = b'0' + octet / 100;
+            n += 1;
+        }
+        if octet >= 10 {
+            out[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        out[n] = b'0' + octet % 10;
+        n += 1;
+    }
+    n
 }
 
 /// `peers=<base64 of ip|port entries>` for at most [`PEERS_PER_STRING`] entries.
@@ -111,6 +152,32 @@ mod tests {
             token(&[0; 32], Ipv4Addr::LOCALHOST),
             ENCODE.encode(h.finalize())
         );
+    }
+
+    #[test]
+    fn dotted_matches_display() {
+        for ip in [
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+            [10, 9, 100, 99],
+            [1, 20, 199, 200],
+        ] {
+            let ip = Ipv4Addr::from(ip);
+            let mut out = [0u8; 15];
+            let n = write_dotted(ip, &mut out);
+            assert_eq!(&out[..n], ip.to_string().as_bytes());
+        }
+    }
+
+    quickcheck::quickcheck! {
+        fn token_bytes_is_token(ip: u32, secret_byte: u8) -> bool {
+            let ip = Ipv4Addr::from(ip);
+            let secret = [secret_byte; 32];
+            let mut h = Sha256::new();
+            h.update(secret);
+            h.update(ip.to_string().as_bytes());
+            token_bytes(&secret, ip)[..] == *ENCODE.encode(h.finalize()).as_bytes()
+        }
     }
 
     #[test]
