@@ -39,6 +39,9 @@ impl HostState {
 /// One incarnation of a core on a host.
 pub struct Node {
     pub core: Swarm,
+    /// The core has an mDNS socket (kept here so a multicast's fan-out does not touch every
+    /// member's core).
+    pub mdns: bool,
     /// The pipe behind each of the core's connections.
     pub conns: BTreeMap<ConnId, PipeId>,
     /// The deadline a timer event is queued for.

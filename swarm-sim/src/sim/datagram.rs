@@ -13,7 +13,7 @@ use bytes::Bytes;
 use core::time::Duration;
 use std::net::SocketAddr;
 use swarm_core::mdns::MDNS_GROUP;
-use swarm_core::{Input, UdpSocket};
+use swarm_core::{Input, Instant, UdpSocket};
 
 impl Sim {
     /// Carries out `h`'s `Output::Transmit`.
@@ -34,42 +34,56 @@ impl Sim {
             self.net.datagrams.lost += 1;
             return;
         }
-        let targets: Vec<(HostId, u16, SocketAddr)> = if to == SocketAddr::V4(MDNS_GROUP) {
+        if to == SocketAddr::V4(MDNS_GROUP) {
             let segment = self.hosts[h].segment;
+            if self.members[segment].is_empty() {
+                self.net.datagrams.unroutable += 1;
+                return;
+            }
             let from = SocketAddr::new(self.hosts[h].ip.into(), port);
-            self.members[segment]
-                .iter()
-                .map(|&o| (o, MDNS_PORT, from))
-                .collect()
+            let sent = self.net.internet.departure(h, data.len(), self.now);
+            // By index: each copy draws from the simulation's RNG, which the member list
+            // shares a borrow with.
+            for i in 0..self.members[segment].len() {
+                let b = self.members[segment][i];
+                self.send_copies(h, sent, b, MDNS_PORT, from, &data);
+            }
         } else if to.ip().is_multicast() {
-            Vec::new() // no other group is joined
+            self.net.datagrams.unroutable += 1; // no other group is joined
         } else {
             match self.route_datagram(h, port, to) {
-                Route::Host { to, port, from } => vec![(to, port, from)],
-                Route::Nowhere => Vec::new(),
+                Route::Host { to, port, from } => {
+                    let sent = self.net.internet.departure(h, data.len(), self.now);
+                    self.send_copies(h, sent, to, port, from, &data);
+                }
+                Route::Nowhere => self.net.datagrams.unroutable += 1,
             }
-        };
-        if targets.is_empty() {
+        }
+    }
+
+    /// Queues the copies of a datagram `h` sent at `sent` that reach `b`'s `port`.
+    fn send_copies(
+        &mut self,
+        h: HostId,
+        sent: Instant,
+        b: HostId,
+        port: u16,
+        from: SocketAddr,
+        data: &Bytes,
+    ) {
+        let Some(socket) = self.receiving_socket(b, port) else {
             self.net.datagrams.unroutable += 1;
             return;
-        }
-        let sent = self.net.internet.departure(h, data.len(), self.now);
-        for (b, port, from) in targets {
-            let Some(socket) = self.receiving_socket(b, port) else {
-                self.net.datagrams.unroutable += 1;
-                continue;
+        };
+        for _ in 0..self.copies(h, b) {
+            let at = sent + self.datagram_delay(h, b);
+            let ev = Ev::Datagram {
+                host: b,
+                socket,
+                from,
+                data: data.clone(),
             };
-            for _ in 0..self.copies(h, b) {
-                let at = sent + self.datagram_delay(h, b);
-                let data = data.clone();
-                let ev = Ev::Datagram {
-                    host: b,
-                    socket,
-                    from,
-                    data,
-                };
-                self.queue.push(at, ev);
-            }
+            self.queue.push(at, ev);
         }
     }
 
@@ -94,7 +108,7 @@ impl Sim {
             return (port == dns.port).then_some(UdpSocket::Dns);
         }
         let node = host.node.as_ref()?;
-        if port == MDNS_PORT && node.core.config().mdns.is_some() {
+        if port == MDNS_PORT && node.mdns {
             Some(UdpSocket::Mdns)
         } else if port == host.port {
             Some(UdpSocket::Swarm)

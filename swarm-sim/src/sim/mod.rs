@@ -345,6 +345,7 @@ impl Sim {
         }
         let check = NodeCheck::new(&core, self.cfg.strict_total);
         host.node = Some(Node {
+            mdns: core.config().mdns.is_some(),
             core,
             conns: BTreeMap::new(),
             armed: None,
