@@ -52,6 +52,7 @@ pub(crate) fn new_map<K, V>(seed: u64) -> Map<K, V> {
 }
 
 pub mod config;
+mod deadlines;
 pub mod dedup;
 pub mod dht;
 pub mod dnsd;

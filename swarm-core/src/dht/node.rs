@@ -12,7 +12,7 @@ use bytes::Bytes;
 use core::time::Duration;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 
 /// Bootstrap nodes kept at most (a handful of routers is the norm).
@@ -156,7 +156,7 @@ pub struct DhtNode {
     rate: Map<IpAddr, Instant>,
     next_t: u16,
     pending: Map<u16, Pending>,
-    deadlines: BTreeSet<(Instant, u16)>,
+    deadlines: crate::deadlines::Deadlines<u16>,
     lookups: BTreeMap<u64, Lookup>,
     next_lookup: u64,
     next_maintenance: Instant,
@@ -186,7 +186,7 @@ impl DhtNode {
             rng,
             rate: new_map(seed),
             pending: new_map(seed),
-            deadlines: BTreeSet::new(),
+            deadlines: Default::default(),
             lookups: BTreeMap::new(),
             next_lookup: 0,
             next_maintenance: now + MAINTENANCE,
@@ -335,8 +335,8 @@ impl DhtNode {
     /// housekeeping. Changes after any `handle_*` call or command.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.tokens.next_rotation().min(self.next_maintenance);
-        if let Some((d, _)) = self.deadlines.first() {
-            t = t.min(*d);
+        if let Some(d) = self.deadlines.first_at() {
+            t = t.min(d);
         }
         if let Some(r) = self.rebootstrap_at {
             t = t.min(r);
@@ -787,7 +787,7 @@ impl DhtNode {
                 purpose,
             },
         );
-        self.deadlines.insert((deadline, t));
+        self.deadlines.insert(deadline, t);
         self.buf.clear();
         krpc::emit_query(&mut self.buf, &t.to_be_bytes(), &self.config.id, query);
         self.transmits

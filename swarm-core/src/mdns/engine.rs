@@ -124,6 +124,9 @@ pub struct MdnsDiscovery {
     rng: Xoshiro256PlusPlus,
     /// By topic bytes.
     joined: Map<Bytes, Joined>,
+    /// The earliest `next_round` of `joined` (asked for after every input, changed only by
+    /// `join`, `leave` and `handle_timeout`).
+    next_round: Option<Instant>,
     /// Hex id to topic and its join's tag, for answers and questions.
     ids: Map<String, (Bytes, u64)>,
     /// Tags joins, so `recent` is keyed by a number rather than the topic's bytes.
@@ -159,6 +162,7 @@ impl MdnsDiscovery {
         MdnsDiscovery {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             joined: new_map(seed),
+            next_round: None,
             ids: new_map(seed),
             next_tag: 0,
             scratch_found: Vec::new(),
@@ -202,6 +206,7 @@ impl MdnsDiscovery {
             first_done: false,
         };
         self.joined.insert(topic, joined);
+        self.next_round = Some(Instant::ZERO);
         true
     }
 
@@ -211,6 +216,7 @@ impl MdnsDiscovery {
         let Some(j) = self.joined.remove(topic) else {
             return false;
         };
+        self.refresh_next_round();
         // A rejoin reports its peers afresh.
         self.recent.retain(|(t, _), _| *t != j.tag);
         // Another topic may hash to the same id (custom hash); keep the id if so.
@@ -247,7 +253,11 @@ impl MdnsDiscovery {
     /// When the next round is due (possibly already past: call `handle_timeout` at once).
     /// Changes after `join`, `leave` and `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.joined.values().map(|j| j.next_round).min()
+        self.next_round
+    }
+
+    fn refresh_next_round(&mut self) {
+        self.next_round = self.joined.values().map(|j| j.next_round).min();
     }
 
     /// Runs every round due at `now`. Early calls do nothing.
@@ -276,6 +286,7 @@ impl MdnsDiscovery {
                 self.push_event(MdnsEvent::FirstRound { topic });
             }
         }
+        self.refresh_next_round();
     }
 
     /// Node's `interval || floor(60000 + rand * 10000)` ms.

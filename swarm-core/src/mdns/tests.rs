@@ -128,7 +128,7 @@ fn srv_and_a_answers() {
         srv.records[0].data,
         RData::Srv {
             port: 7001,
-            target: b"0.0.0.0".to_vec()
+            target: wire::Name::new(b"0.0.0.0").unwrap()
         }
     );
     let a = wire::decode(&out[1].1).unwrap();

@@ -37,8 +37,73 @@ pub enum WireError {
 }
 
 /// A decoded name: labels joined by `.`, bytes as received (case kept, as Node compares
-/// case-sensitively).
-pub type Name = Vec<u8>;
+/// case-sensitively). Held inline: decoding a datagram allocates nothing per name.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Name {
+    len: u8,
+    bytes: [u8; MAX_NAME],
+}
+
+impl Name {
+    const EMPTY: Name = Name {
+        len: 0,
+        bytes: [0; MAX_NAME],
+    };
+
+    /// `bytes` as a name, if it is no longer than a name on the wire can be.
+    pub fn new(bytes: &[u8]) -> Option<Name> {
+        let mut name = Name::EMPTY;
+        name.extend(bytes).then_some(name)
+    }
+
+    /// Appends `more`; false (and unchanged) if the name would grow past `MAX_NAME`.
+    fn extend(&mut self, more: &[u8]) -> bool {
+        let (at, end) = (self.len as usize, self.len as usize + more.len());
+        if end > MAX_NAME {
+            return false;
+        }
+        self.bytes[at..end].copy_from_slice(more);
+        self.len = end as u8;
+        true
+    }
+}
+
+impl Default for Name {
+    fn default() -> Self {
+        Name::EMPTY
+    }
+}
+
+impl core::ops::Deref for Name {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl PartialEq<[u8]> for Name {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&[u8]> for Name {
+    fn eq(&self, other: &&[u8]) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<Vec<u8>> for Name {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        **self == **other
+    }
+}
+
+impl core::fmt::Debug for Name {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Question {
@@ -69,6 +134,9 @@ pub struct Record<'a> {
 
 /// The rdata kinds dns-discovery reads; everything else is `Other` and ignored.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// The inline target makes `Srv` large; records live in one `Vec` per packet, so that costs
+// stack copies, where a `Box` would bring back an allocation per SRV record.
+#[allow(clippy::large_enum_variant)]
 pub enum RData<'a> {
     /// Raw TXT rdata; iterate with [`txt_strings`].
     Txt(&'a [u8]),
@@ -105,7 +173,7 @@ fn u16_at(buf: &[u8], at: usize) -> Result<u16, WireError> {
 /// Reads the name at `at`; returns it and the offset after it (after the first pointer, if
 /// any). Pointers must go strictly backwards, so loops are impossible.
 pub fn read_name(buf: &[u8], mut at: usize) -> Result<(Name, usize), WireError> {
-    let mut name = Vec::new();
+    let mut name = Name::EMPTY;
     let mut end = None;
     let mut jumps = 0;
     loop {
@@ -124,11 +192,8 @@ pub fn read_name(buf: &[u8], mut at: usize) -> Result<(Name, usize), WireError> 
             l if l & 0xc0 != 0 => return Err(WireError::BadName),
             l => {
                 let label = buf.get(at + 1..at + 1 + l).ok_or(WireError::Truncated)?;
-                if !name.is_empty() {
-                    name.push(b'.');
-                }
-                name.extend_from_slice(label);
-                if name.len() > MAX_NAME {
+                let dot = name.is_empty() || name.extend(b".");
+                if !dot || !name.extend(label) {
                     return Err(WireError::BadName);
                 }
                 at += 1 + l;

@@ -21,7 +21,7 @@ use dial::{Attempt, AttemptId};
 use discovery::Topic;
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 pub use utp::StreamError;
@@ -159,7 +159,7 @@ pub struct Swarm {
     outputs: VecDeque<Output>,
     /// Ordered, so a timer that is no longer needed (a completed handshake) is removed rather
     /// than left to expire.
-    timers: BTreeSet<(Instant, Timer)>,
+    timers: crate::deadlines::Deadlines<Timer>,
     conns: Map<ConnId, Conn>,
     attempts: Map<AttemptId, Attempt>,
     peers: PeerTable,
@@ -205,7 +205,7 @@ impl Swarm {
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
             config,
             outputs: VecDeque::new(),
-            timers: BTreeSet::new(),
+            timers: Default::default(),
             conns: new_map(seed),
             attempts: new_map(seed),
             peers: PeerTable::new(seed),
@@ -284,7 +284,7 @@ impl Swarm {
     /// that was cancelled); calling `handle_timeout` then does nothing. Changes after any
     /// `handle_*` call or command.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let own = self.timers.first().map(|(at, _)| *at);
+        let own = self.timers.first_at();
         [own, self.discovery_timeout(), self.utp_timeout()]
             .into_iter()
             .flatten()
@@ -354,7 +354,7 @@ impl Swarm {
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.utp_tick(now);
-        while self.timers.first().is_some_and(|(at, _)| *at <= now) {
+        while self.timers.first_at().is_some_and(|at| at <= now) {
             let Some((_, timer)) = self.timers.pop_first() else {
                 break;
             };
@@ -567,7 +567,7 @@ impl Swarm {
     }
 
     fn arm(&mut self, at: Instant, timer: Timer) {
-        self.timers.insert((at, timer));
+        self.timers.insert(at, timer);
     }
 
     fn emit(&mut self, event: Event) {
