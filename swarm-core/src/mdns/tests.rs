@@ -203,6 +203,26 @@ fn compressed_names_parse() {
 }
 
 #[test]
+fn header_counts_do_not_size_the_decoder_beyond_the_bytes_present() {
+    // One question, but the header claims 65,535 of everything.
+    let mut p = vec![
+        0, 0, 0x84, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    ];
+    p.extend_from_slice(&[1, b'a', 0, 0, 16, 0, 1]);
+    assert!(wire::decode(&p).is_err(), "the second question is missing");
+    let mut p = vec![0, 0, 0x84, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    p.extend_from_slice(&[1, b'a', 0, 0, 16, 0, 1]);
+    let err = wire::decode(&p);
+    assert!(err.is_err(), "the records are missing");
+    // What does decode is sized by what it holds.
+    let mut p = vec![0, 0, 0x84, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    p.extend_from_slice(&[1, b'a', 0, 0, 16, 0, 1]);
+    let msg = wire::decode(&p).unwrap();
+    assert_eq!(msg.questions.capacity(), 1);
+    assert_eq!(msg.records.capacity(), 0);
+}
+
+#[test]
 fn pointer_loops_and_forward_pointers_are_rejected() {
     let mut p = vec![0, 0, 0x84, 0, 0, 1, 0, 0, 0, 0, 0, 0];
     p.extend_from_slice(&[0xc0, 12, 0, 16, 0, 1]); // points at itself

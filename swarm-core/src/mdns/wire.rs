@@ -214,7 +214,11 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
         u16_at(buf, 10)?,
     ];
     let mut at = 12;
-    let mut questions = Vec::new();
+    // Sized from the header, but no larger than the caps and what the bytes left could hold
+    // (a question takes at least 5 bytes, a record 11): growing from empty would allocate
+    // four of these large inline-name entries, past the allocator's small-size cache.
+    let room = buf.len().saturating_sub(12);
+    let mut questions = Vec::with_capacity(usize::from(counts[0]).min(MAX_QUESTIONS).min(room / 5));
     for _ in 0..counts[0] {
         let (name, next) = read_name(buf, at)?;
         let qtype = u16_at(buf, next)?;
@@ -228,7 +232,9 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
             });
         }
     }
-    let mut records = Vec::new();
+    let listed = counts[1..].iter().map(|&c| usize::from(c)).sum::<usize>();
+    let room = buf.len().saturating_sub(at);
+    let mut records = Vec::with_capacity(listed.min(MAX_RECORDS).min(room / 11));
     let sections = [
         (Section::Answer, counts[1]),
         (Section::Authority, counts[2]),
