@@ -47,4 +47,4 @@ pub use invariants::Violation;
 pub use network::{DatagramStats, HostId, NetConfig, PipeId, SegmentConfig, SegmentId};
 pub use node::HostState;
 pub use scenarios::{Report, SCENARIOS};
-pub use sim::{nat_public_ip, Action, Link, LogEntry, Sim, SimConfig};
+pub use sim::{nat_public_ip, Action, Link, LogEntry, Sim, SimConfig, StepKinds};

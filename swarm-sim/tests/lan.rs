@@ -28,6 +28,11 @@ fn lan_50_nodes_reach_full_mesh() {
         assert!(converged(&sim) <= Instant::ZERO + BOUND, "seed {seed}");
         let d = sim.datagrams();
         assert_eq!((d.lost, d.duplicated, d.unroutable), (0, 0, 0));
+        // Every step is counted once, by kind; with no loss every arrival is a delivery.
+        let k = sim.step_kinds();
+        assert_eq!(k.packets + k.timers + k.datagrams + k.actions, sim.steps());
+        assert_eq!(k.datagrams, d.delivered, "seed {seed}");
+        assert!(k.packets >= 4 * 1225 && k.timers > 0, "seed {seed}: {k:?}");
     }
 }
 

@@ -76,6 +76,10 @@ impl Sim {
         self.steps
     }
 
+    pub fn step_kinds(&self) -> super::StepKinds {
+        self.step_kinds
+    }
+
     pub fn hosts(&self) -> usize {
         self.hosts.len()
     }

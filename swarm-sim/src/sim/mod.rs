@@ -176,6 +176,19 @@ enum Ev {
     Action(Action),
 }
 
+/// How many steps were of each kind of event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepKinds {
+    /// TCP pipe segments, connects, accepts, refusals and closes.
+    pub packets: u64,
+    /// Core timers fired (including stale ones, which cost a queue pop and nothing else).
+    pub timers: u64,
+    /// Datagrams arriving at a host (delivered or dropped there).
+    pub datagrams: u64,
+    /// Scheduled actions: joins, crashes, faults.
+    pub actions: u64,
+}
+
 /// One core event, as logged.
 #[derive(Clone, Debug)]
 pub struct LogEntry {
@@ -205,6 +218,8 @@ pub struct Sim {
     trace: Trace,
     log: Vec<LogEntry>,
     steps: u64,
+    /// Steps by kind, for the scale report.
+    step_kinds: StepKinds,
     /// Named instants a scenario measured (e.g. when a mesh converged).
     marks: Vec<(&'static str, Instant)>,
     /// Named figures a scenario measured (e.g. pairs NAT keeps apart).
@@ -229,6 +244,7 @@ impl Sim {
             trace: Trace::new(cfg.keep_trace),
             log: Vec::new(),
             steps: 0,
+            step_kinds: StepKinds::default(),
             marks: Vec::new(),
             counts: Vec::new(),
             core_time: Duration::ZERO,
@@ -488,16 +504,29 @@ impl Sim {
         };
         self.now = self.now.max(at);
         self.steps += 1;
+        let kinds = &mut self.step_kinds;
         match ev {
-            Ev::Packet { pipe, to, packet } => self.deliver(pipe, to, packet)?,
-            Ev::Timer { host, gen } => self.fire_timer(host, gen)?,
+            Ev::Packet { pipe, to, packet } => {
+                kinds.packets += 1;
+                self.deliver(pipe, to, packet)?
+            }
+            Ev::Timer { host, gen } => {
+                kinds.timers += 1;
+                self.fire_timer(host, gen)?
+            }
             Ev::Datagram {
                 host,
                 socket,
                 from,
                 data,
-            } => self.on_datagram(host, socket, from, data)?,
-            Ev::Action(action) => self.apply(action)?,
+            } => {
+                kinds.datagrams += 1;
+                self.on_datagram(host, socket, from, data)?
+            }
+            Ev::Action(action) => {
+                kinds.actions += 1;
+                self.apply(action)?
+            }
         }
         Ok(true)
     }
