@@ -1,7 +1,7 @@
 //! The sans-IO dns-discovery engine over mDNS.
 
 use super::limit::{Limiter, Rate};
-use super::topic::{hex_id, KeyHash, DOMAIN};
+use super::topic::{hex_id, HexId, KeyHash, DOMAIN};
 use super::txt;
 use super::wire::{self, Message, RData, Writer, CLASS_IN, TYPE_A, TYPE_SRV, TYPE_TXT};
 use crate::time::Instant;
@@ -128,7 +128,7 @@ pub struct MdnsDiscovery {
     /// `join`, `leave` and `handle_timeout`).
     next_round: Option<Instant>,
     /// Hex id to topic and its join's tag, for answers and questions.
-    ids: Map<String, (Bytes, u64)>,
+    ids: Map<HexId, (Bytes, u64)>,
     /// Tags joins, so `recent` is keyed by a number rather than the topic's bytes.
     next_tag: u64,
     /// Peers of the datagram being read (kept to save two allocations per datagram).
@@ -196,7 +196,8 @@ impl MdnsDiscovery {
         let id = hex_id(&key);
         let tag = self.next_tag;
         self.next_tag += 1;
-        self.ids.insert(id.clone(), (topic.clone(), tag));
+        let hex = HexId::new(id.as_bytes()).expect("a key is at most 20 bytes");
+        self.ids.insert(hex, (topic.clone(), tag));
         let joined = Joined {
             topic: topic.clone(),
             tag,
@@ -220,11 +221,11 @@ impl MdnsDiscovery {
         // A rejoin reports its peers afresh.
         self.recent.retain(|(t, _), _| *t != j.tag);
         // Another topic may hash to the same id (custom hash); keep the id if so.
-        if self.ids.get(&j.id).is_some_and(|(t, _)| *t == j.topic) {
-            self.ids.remove(&j.id);
+        let hex = HexId::new(j.id.as_bytes()).expect("a key is at most 20 bytes");
+        if self.ids.get(&hex).is_some_and(|(t, _)| *t == j.topic) {
+            self.ids.remove(&hex);
             if let Some(other) = self.joined.values().find(|o| o.id == j.id) {
-                self.ids
-                    .insert(j.id.clone(), (other.topic.clone(), other.tag));
+                self.ids.insert(hex, (other.topic.clone(), other.tag));
             }
         }
         true
@@ -404,7 +405,7 @@ impl MdnsDiscovery {
     /// we announce (case-sensitive, as Node).
     fn announced_port(&self, name: &[u8]) -> Option<u16> {
         let id = name.strip_suffix(DOMAIN.as_bytes())?.strip_suffix(b".")?;
-        let (topic, _) = self.ids.get(core::str::from_utf8(id).ok()?)?;
+        let (topic, _) = self.ids.get(&HexId::new(id)?)?;
         self.joined.get(topic)?.port
     }
 
@@ -413,8 +414,7 @@ impl MdnsDiscovery {
     fn topic_of(&self, name: &[u8]) -> Option<&(Bytes, u64)> {
         let mut dots = name.iter().rposition(|&b| b == b'.').map(|i| &name[..i]);
         dots = dots.and_then(|n| n.iter().rposition(|&b| b == b'.').map(|i| &n[..i]));
-        let id = core::str::from_utf8(dots?).ok()?;
-        self.ids.get(id)
+        self.ids.get(&HexId::new(dots?)?)
     }
 
     fn read_records(&mut self, now: Instant, sender: Ipv4Addr, port: u16, msg: &Message<'_>) {
