@@ -174,6 +174,35 @@ fn main() {
         d.lost,
         d.unroutable
     );
+    let mut c = swarm_core::Stats::default();
+    for h in 0..sim.hosts() {
+        let Some(s) = sim.core(h).map(|core| core.stats()) else {
+            continue;
+        };
+        c.dials_attempted += s.dials_attempted;
+        c.dials_failed += s.dials_failed;
+        c.inbound_accepted += s.inbound_accepted;
+        c.inbound_refused += s.inbound_refused;
+        c.outbound_opened += s.outbound_opened;
+        c.redundant += s.redundant;
+        c.handshakes_failed += s.handshakes_failed;
+        c.rejected += s.rejected;
+        c.dropped += s.dropped;
+    }
+    println!(
+        "all cores: dials {} (failed {}), inbound accepted {} (refused {}), outbound \
+         connections {}, redundant {}, handshakes failed {}, candidates rejected {}, peers \
+         dropped after retries {}",
+        c.dials_attempted,
+        c.dials_failed,
+        c.inbound_accepted,
+        c.inbound_refused,
+        c.outbound_opened,
+        c.redundant,
+        c.handshakes_failed,
+        c.rejected,
+        c.dropped
+    );
     if args.measure {
         let core = sim.core_time();
         let outside = wall.saturating_sub(core);

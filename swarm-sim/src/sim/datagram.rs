@@ -6,7 +6,7 @@
 //! and uTP or unicast DNS when they use the swarm socket).
 
 use super::route::Route;
-use super::{Ev, Sim, SimResult};
+use super::{Ev, Payload, Sim, SimResult};
 use crate::network::HostId;
 use crate::node::MDNS_PORT;
 use bytes::Bytes;
@@ -34,6 +34,7 @@ impl Sim {
             self.net.datagrams.lost += 1;
             return;
         }
+        let data = Payload::from(&data[..]);
         if to == SocketAddr::V4(MDNS_GROUP) {
             let segment = self.hosts[h].segment;
             if self.members[segment].is_empty() {
@@ -69,7 +70,7 @@ impl Sim {
         b: HostId,
         port: u16,
         from: SocketAddr,
-        data: &Bytes,
+        data: &Payload,
     ) {
         let Some(socket) = self.receiving_socket(b, port) else {
             self.net.datagrams.unroutable += 1;
@@ -170,14 +171,14 @@ impl Sim {
         h: HostId,
         socket: UdpSocket,
         from: SocketAddr,
-        data: Bytes,
+        data: Payload,
     ) -> SimResult {
         if self.net.is_isolated(h, self.now) {
             self.net.datagrams.lost += 1;
             return Ok(());
         }
         if self.hosts[h].dns.is_some() {
-            self.on_dns_server_datagram(h, from, data);
+            self.on_dns_server_datagram(h, from, &data);
             return Ok(());
         }
         if self.hosts[h].node.is_none() {

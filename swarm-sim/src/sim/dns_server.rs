@@ -7,7 +7,6 @@ use super::{Ev, Sim, SimResult};
 use crate::network::{HostId, SegmentId};
 use crate::node::{DnsHost, HostState};
 use crate::rng::derive;
-use bytes::Bytes;
 use std::net::SocketAddr;
 use swarm_core::dnsd::{DnsServer, DnsServerConfig};
 
@@ -56,12 +55,12 @@ impl Sim {
     }
 
     /// A datagram for the server's port.
-    pub(super) fn on_dns_server_datagram(&mut self, h: HostId, from: SocketAddr, data: Bytes) {
+    pub(super) fn on_dns_server_datagram(&mut self, h: HostId, from: SocketAddr, data: &[u8]) {
         let now = self.host_now(h);
         if let Some(dns) = self.hosts[h].dns.as_mut() {
             self.net.datagrams.delivered += 1;
             // Refusals (rate limits, bad tokens, malformed packets) are the server's to count.
-            let _ = dns.server.handle_datagram(now, from, &data);
+            let _ = dns.server.handle_datagram(now, from, data);
         }
         self.after_dns(h);
     }
