@@ -770,3 +770,39 @@ quickcheck::quickcheck! {
         m.poll_event().is_none() || data.len() > 12
     }
 }
+
+/// Answers are read for every joined topic, not only the latest join (which is looked up
+/// first), and for none once left.
+#[test]
+fn answers_for_each_joined_topic_are_read_whichever_joined_last() {
+    let a_name = dns_name(&KeyHash::Sha1.key(b"a").unwrap());
+    let for_ubuntu = response_with(UBUNTU, &[b"peers=AQIDBBtZ"]);
+    let for_a = response_with(&a_name, &[b"peers=AQIDBBtZ"]);
+    let topics = |m: &mut MdnsDiscovery| -> Vec<bytes::Bytes> {
+        drain_events(m)
+            .into_iter()
+            .filter_map(|e| match e {
+                MdnsEvent::Peer { topic, .. } => Some(topic),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut m = engine(9);
+    m.join(&b"ubuntu-14.04"[..], false, 0);
+    m.join(&b"a"[..], false, 0);
+    let t = Instant::ZERO;
+    m.handle_datagram(t, addr(2, 5353), &for_ubuntu);
+    m.handle_datagram(t, addr(2, 5353), &for_a);
+    assert_eq!(topics(&mut m), [&b"ubuntu-14.04"[..], &b"a"[..]]);
+    assert!(m.leave(b"a"));
+    let later = t + Duration::from_secs(10);
+    m.handle_datagram(later, addr(2, 5353), &for_a);
+    m.handle_datagram(later, addr(2, 5353), &for_ubuntu);
+    assert_eq!(topics(&mut m), [&b"ubuntu-14.04"[..]]);
+    assert!(m.leave(b"ubuntu-14.04"));
+    m.join(&b"a"[..], false, 0);
+    let after = t + Duration::from_secs(20);
+    m.handle_datagram(after, addr(2, 5353), &for_ubuntu);
+    m.handle_datagram(after, addr(2, 5353), &for_a);
+    assert_eq!(topics(&mut m), [&b"a"[..]]);
+}
