@@ -806,3 +806,34 @@ fn answers_for_each_joined_topic_are_read_whichever_joined_last() {
     m.handle_datagram(after, addr(2, 5353), &for_a);
     assert_eq!(topics(&mut m), [&b"a"[..]]);
 }
+
+/// Names decode up to the wire's 255 bytes (four labels of 63 and their dots), no further.
+#[test]
+fn names_up_to_255_bytes_decode() {
+    let name_of = |labels: usize| -> Vec<u8> {
+        let mut packet = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for _ in 0..labels {
+            packet.push(63);
+            packet.extend_from_slice(&[b'x'; 63]);
+        }
+        packet.extend_from_slice(&[0, 0, 16, 0, 1]);
+        packet
+    };
+    for (labels, len) in [(1, 63), (2, 127), (3, 191)] {
+        let p = name_of(labels);
+        let msg = wire::decode(&p).unwrap();
+        assert_eq!(msg.questions[0].name.len(), len);
+        assert!(msg.questions[0]
+            .name
+            .iter()
+            .all(|&b| b == b'x' || b == b'.'));
+    }
+    // Four labels of 63 joined by dots are 255 bytes: the longest name; a fifth is too long.
+    assert_eq!(
+        wire::decode(&name_of(4)).unwrap().questions[0].name.len(),
+        255
+    );
+    assert!(wire::decode(&name_of(5)).is_err());
+    assert!(wire::Name::new(&[b'x'; 255]).is_some());
+    assert!(wire::Name::new(&[b'x'; 256]).is_none());
+}
