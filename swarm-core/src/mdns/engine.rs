@@ -108,7 +108,7 @@ struct Joined {
     topic: Bytes,
     tag: u64,
     /// Hex id of the key: the first label of the name.
-    id: String,
+    id: HexId,
     /// Announced port, if announcing.
     port: Option<u16>,
     next_round: Instant,
@@ -198,12 +198,11 @@ impl MdnsDiscovery {
         let Some(key) = self.config.hash.key(&topic) else {
             return false;
         };
-        let id = hex_id(&key);
+        let id = HexId::new(hex_id(&key).as_bytes()).expect("a key is at most 20 bytes");
         let tag = self.next_tag;
         self.next_tag += 1;
-        let hex = HexId::new(id.as_bytes()).expect("a key is at most 20 bytes");
-        self.ids.insert(hex, (topic.clone(), tag));
-        self.hot_id = Some((hex, tag));
+        self.ids.insert(id, (topic.clone(), tag));
+        self.hot_id = Some((id, tag));
         let joined = Joined {
             topic: topic.clone(),
             tag,
@@ -227,14 +226,13 @@ impl MdnsDiscovery {
         // A rejoin reports its peers afresh.
         self.recent.retain(|(t, _), _| *t != j.tag);
         // Another topic may hash to the same id (custom hash); keep the id if so.
-        let hex = HexId::new(j.id.as_bytes()).expect("a key is at most 20 bytes");
-        if self.hot_id.is_some_and(|(hot, _)| hot == hex) {
+        if self.hot_id.is_some_and(|(hot, _)| hot == j.id) {
             self.hot_id = None;
         }
-        if self.ids.get(&hex).is_some_and(|(t, _)| *t == j.topic) {
-            self.ids.remove(&hex);
+        if self.ids.get(&j.id).is_some_and(|(t, _)| *t == j.topic) {
+            self.ids.remove(&j.id);
             if let Some(other) = self.joined.values().find(|o| o.id == j.id) {
-                self.ids.insert(hex, (other.topic.clone(), other.tag));
+                self.ids.insert(j.id, (other.topic.clone(), other.tag));
             }
         }
         true
@@ -285,9 +283,9 @@ impl MdnsDiscovery {
             };
             j.next_round = now + interval;
             let first = !std::mem::replace(&mut j.first_done, true);
-            let name = format!("{}.{DOMAIN}", j.id);
+            let name = [j.id.as_bytes(), b".", DOMAIN.as_bytes()].concat();
             self.writer.start(0, 1, 0);
-            self.writer.question(name.as_bytes(), TYPE_TXT, CLASS_IN);
+            self.writer.question(&name, TYPE_TXT, CLASS_IN);
             let packet = self.writer.finish();
             if self.push_transmit(SocketAddr::V4(MDNS_GROUP), packet) {
                 self.stats.queries_sent += 1;
