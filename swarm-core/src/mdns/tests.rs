@@ -837,3 +837,38 @@ fn names_up_to_255_bytes_decode() {
     assert!(wire::Name::new(&[b'x'; 255]).is_some());
     assert!(wire::Name::new(&[b'x'; 256]).is_none());
 }
+
+#[test]
+fn repeats_are_dropped_before_the_echo_check() {
+    // A busy LAN repeats each peer every second or so; only answers that would report
+    // something are checked for our own tokens (which costs two table lookups).
+    let mut m = engine(1);
+    m.join(&b"ubuntu-14.04"[..], true, 7001);
+    let (a, b) = (Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 2));
+    let listing = |peer: SocketAddrV4| {
+        let peers = txt::peers_string(&[peer]);
+        response_with(
+            UBUNTU,
+            &[
+                b"token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                peers.as_bytes(),
+            ],
+        )
+    };
+    let a_port = SocketAddrV4::new(a, 9);
+    let from = |ip: Ipv4Addr| SocketAddr::from((ip, 5353));
+    m.handle_datagram(Instant::ZERO, from(a), &listing(a_port));
+    assert_eq!(drain_events(&mut m).len(), 1);
+    assert_eq!(m.cached_sender_tokens(), 1);
+    // B lists A too, a second later: a repeat, and B's token is never worked out.
+    let t1 = Instant::ZERO + Duration::from_secs(1);
+    m.handle_datagram(t1, from(b), &listing(a_port));
+    assert!(drain_events(&mut m).is_empty());
+    assert_eq!(m.cached_sender_tokens(), 1);
+    assert_eq!(m.stats().repeats, 1);
+    // Past the repeat window the same answer reports A again, after the echo check.
+    let t6 = Instant::ZERO + Duration::from_secs(6);
+    m.handle_datagram(t6, from(b), &listing(a_port));
+    assert_eq!(drain_events(&mut m).len(), 1);
+    assert_eq!(m.cached_sender_tokens(), 2);
+}
