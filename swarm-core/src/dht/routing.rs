@@ -298,11 +298,18 @@ impl RoutingTable {
 
     /// Up to `n` contacts that are not bad, closest to `target` first.
     pub fn closest(&self, now: Instant, target: &NodeId, n: usize) -> Vec<Contact> {
-        let mut all: Vec<((u64, u64, u32), &Contact)> = self
-            .iter()
-            .filter(|c| c.state(now) != NodeState::Bad)
-            .map(|c| (c.id.distance_key(target), c))
-            .collect();
+        let mut all: Vec<((u64, u64, u32), &Contact)> = Vec::new();
+        for group in self.groups_by_distance(target) {
+            let contacts = self.buckets[group].iter().flat_map(|b| b.contacts.iter());
+            all.extend(
+                contacts
+                    .filter(|c| c.state(now) != NodeState::Bad)
+                    .map(|c| (c.id.distance_key(target), c)),
+            );
+            if all.len() >= n {
+                break;
+            }
+        }
         keep_smallest(&mut all, n, |(d, _)| *d);
         all.sort_unstable_by_key(|(d, _)| *d);
         all.into_iter().map(|(_, c)| c.clone()).collect()
@@ -315,14 +322,40 @@ impl RoutingTable {
     /// target, and lookups through us would stop converging); an address that merely sent us
     /// a (possibly spoofed) query is still never handed out while verified ones exist.
     pub fn closest_good(&self, now: Instant, target: &NodeId, n: usize) -> Vec<Contact> {
-        let mut all: Vec<(bool, (u64, u64, u32), &Contact)> = self
-            .iter()
-            .filter(|c| c.state(now) != NodeState::Bad)
-            .map(|c| (c.last_response.is_none(), c.id.distance_key(target), c))
-            .collect();
+        let mut all: Vec<(bool, (u64, u64, u32), &Contact)> = Vec::new();
+        let mut verified = 0;
+        for group in self.groups_by_distance(target) {
+            let contacts = self.buckets[group].iter().flat_map(|b| b.contacts.iter());
+            for c in contacts.filter(|c| c.state(now) != NodeState::Bad) {
+                let unverified = c.last_response.is_none();
+                verified += usize::from(!unverified);
+                all.push((unverified, c.id.distance_key(target), c));
+            }
+            if verified >= n {
+                break;
+            }
+        }
         keep_smallest(&mut all, n, |(q, d, _)| (*q, *d));
         all.sort_unstable_by_key(|(_, d, _)| *d);
         all.into_iter().map(|(_, _, c)| c.clone()).collect()
+    }
+
+    /// The buckets in groups, nearest to `target` first: every contact of a group is
+    /// closer to `target` than any contact of a later group. Bucket `i` below the last holds
+    /// the ids sharing exactly `i` leading bits with ours; with `b` the target's bucket,
+    /// bucket `b`'s contacts share more than `b` bits with the target, those of every bucket
+    /// after it exactly `b`, and those of a bucket `j < b` exactly `j`. So a query reads
+    /// the few buckets it needs instead of the whole table.
+    fn groups_by_distance(
+        &self,
+        target: &NodeId,
+    ) -> impl Iterator<Item = core::ops::RangeInclusive<usize>> {
+        let last = self.buckets.len() - 1;
+        let b = self.index(target);
+        let after = (b < last).then(|| b + 1..=last);
+        core::iter::once(b..=b)
+            .chain(after)
+            .chain((0..b).rev().map(|j| j..=j))
     }
 
     /// Buckets unchanged for [`FRESHNESS`] (BEP 5 asks to refresh them with a lookup of a
@@ -563,5 +596,65 @@ mod tests {
         assert_eq!(table.get(&id).unwrap().state(T0), NodeState::Questionable);
         table.heard_from(T0, id, addr(1), Seen::Response);
         assert_eq!(table.get(&id).unwrap().state(T0), NodeState::Good);
+    }
+
+    /// Reading only the nearest buckets gives what a scan of the whole table gives, for
+    /// targets in every bucket (our own id and ids sharing long prefixes with it included),
+    /// with bad, unverified and verified contacts mixed.
+    #[test]
+    fn nearest_buckets_give_the_full_scans_answer() {
+        let own = NodeId::sha1(b"own");
+        let mut table = RoutingTable::new(own, 1, 1);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for i in 0..400u32 {
+            let id = if i % 3 == 0 {
+                id_with_prefix(&own, (next() % 40) as usize, i as u8)
+            } else {
+                NodeId::sha1(&i.to_be_bytes())
+            };
+            let seen = if i % 4 == 0 {
+                Seen::Query
+            } else {
+                Seen::Response
+            };
+            table.heard_from(T0, id, addr(i), seen);
+            if i % 7 == 0 {
+                for _ in 0..MAX_FAILS {
+                    table.failed(T0, &id);
+                }
+            }
+        }
+        assert!(table.bucket_count() > 8);
+        let mut targets = vec![own];
+        targets.extend((0..60).map(|c| id_with_prefix(&own, c, 3)));
+        targets.extend((0..40u32).map(|i| NodeId::sha1(&(i + 9000).to_be_bytes())));
+        for target in &targets {
+            for n in [0, 1, 8, K, 300] {
+                let mut all: Vec<_> = table
+                    .iter()
+                    .filter(|c| c.state(T0) != NodeState::Bad)
+                    .collect();
+                all.sort_by_key(|c| c.id.distance_key(target));
+                let want: Vec<_> = all.iter().take(n).map(|c| c.id).collect();
+                let got: Vec<_> = table.closest(T0, target, n).iter().map(|c| c.id).collect();
+                assert_eq!(got, want, "closest n={n}");
+                all.sort_by_key(|c| (c.last_response.is_none(), c.id.distance_key(target)));
+                let mut want: Vec<_> = all.iter().take(n).copied().collect();
+                want.sort_by_key(|c| c.id.distance_key(target));
+                let want: Vec<_> = want.iter().map(|c| c.id).collect();
+                let got: Vec<_> = table
+                    .closest_good(T0, target, n)
+                    .iter()
+                    .map(|c| c.id)
+                    .collect();
+                assert_eq!(got, want, "closest_good n={n}");
+            }
+        }
     }
 }
