@@ -426,13 +426,9 @@ impl MdnsDiscovery {
         }
     }
 
-    /// [`topic_of`](Self::topic_of)'s tag alone, from `hot_id` when it is that topic.
+    /// [`topic_of`](Self::topic_of)'s tag alone.
     fn tag_of(&self, name: &[u8]) -> Option<u64> {
-        let id = HexId::new(id_label(name)?)?;
-        match &self.hot_id {
-            Some((hot, (_, tag))) if *hot == id => Some(*tag),
-            _ => self.ids.get(&id).map(|&(_, tag)| tag),
-        }
+        self.topic_of(name).map(|&(_, tag)| tag)
     }
 
     fn read_records(&mut self, now: Instant, sender: Ipv4Addr, port: u16, msg: &Message<'_>) {
