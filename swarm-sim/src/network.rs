@@ -133,8 +133,12 @@ pub struct NetConfig {
     pub jitter: Duration,
     /// One-way latency of a host to itself.
     pub loopback: Duration,
-    /// Sent data is split into chunks of `1..=max_chunk` bytes.
+    /// Sent data is split into chunks of at most `max_chunk` bytes.
     pub max_chunk: usize,
+    /// Chunks have random lengths in `1..=max_chunk` (every decoder sees its input cut
+    /// anywhere); otherwise each write goes as a TCP stack sends it, in whole segments of
+    /// `max_chunk` and a last one with the rest.
+    pub random_chunks: bool,
 }
 
 impl Default for NetConfig {
@@ -144,6 +148,7 @@ impl Default for NetConfig {
             jitter: Duration::from_millis(20),
             loopback: Duration::from_micros(50),
             max_chunk: 16,
+            random_chunks: true,
         }
     }
 }

@@ -84,9 +84,10 @@ fn main() {
     cfg.measure_core = args.measure;
     cfg.app_data = false;
     cfg.keep_log = false;
-    // Segments as a real TCP stack sends them (the default splits into tiny chunks to test
-    // the decoders).
+    // Segments as a real TCP stack sends them: a 33-byte handshake is one packet (the
+    // default cuts writes into random chunks of up to 16 bytes to test the decoders).
     cfg.net.max_chunk = 1460;
+    cfg.net.random_chunks = false;
     cfg.trace_events = false;
     let mut sim = Sim::new(cfg);
     let bootstrap: Vec<_> = (0..args.bootstrap.min(args.nodes))
@@ -175,10 +176,13 @@ fn main() {
         d.unroutable
     );
     let mut c = swarm_core::Stats::default();
+    let mut known_peers = 0;
     for h in 0..sim.hosts() {
-        let Some(s) = sim.core(h).map(|core| core.stats()) else {
+        let Some(core) = sim.core(h) else {
             continue;
         };
+        known_peers += core.known_peers();
+        let s = core.stats();
         c.dials_attempted += s.dials_attempted;
         c.dials_failed += s.dials_failed;
         c.inbound_accepted += s.inbound_accepted;
@@ -192,7 +196,7 @@ fn main() {
     println!(
         "all cores: dials {} (failed {}), inbound accepted {} (refused {}), outbound \
          connections {}, redundant {}, handshakes failed {}, candidates rejected {}, peers \
-         dropped after retries {}",
+         dropped after retries {}; known peers {known_peers}",
         c.dials_attempted,
         c.dials_failed,
         c.inbound_accepted,

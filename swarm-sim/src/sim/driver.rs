@@ -100,7 +100,11 @@ impl Sim {
         let mut rest = data;
         while !rest.is_empty() {
             let max = self.net.cfg.max_chunk.max(1).min(rest.len());
-            let n = self.rng.range(1, max as u64) as usize;
+            let n = if self.net.cfg.random_chunks {
+                self.rng.range(1, max as u64) as usize
+            } else {
+                max
+            };
             let chunk = rest.split_to(n);
             self.send(pipe, side.other(), Packet::Data(chunk));
         }
