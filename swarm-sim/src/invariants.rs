@@ -57,6 +57,8 @@ pub struct NodeCheck {
     /// Dials output since the last `connecting`.
     dialled: Vec<ConnId>,
     attempts: BTreeMap<u64, Attempt>,
+    /// `attempts` by peer (at most one each: a second concurrent dial is a violation).
+    attempt_by_peer: BTreeMap<PeerKey, u64>,
     attempt_of: BTreeMap<ConnId, u64>,
     next_attempt: u64,
     handshaking: BTreeSet<ConnId>,
@@ -105,7 +107,7 @@ impl NodeCheck {
                 if self.banned.contains(&key) {
                     return Err(format!("connecting to banned peer {}", peer.addr));
                 }
-                if self.attempts.values().any(|a| a.peer == key) {
+                if self.attempt_by_peer.contains_key(&key) {
                     return Err(format!("second concurrent dial of {}", peer.addr));
                 }
                 let conns = core::mem::take(&mut self.dialled);
@@ -118,6 +120,7 @@ impl NodeCheck {
                     self.attempt_of.insert(*c, id);
                 }
                 let unseen = usize::from(self.utp_in_core);
+                self.attempt_by_peer.insert(key.clone(), id);
                 let attempt = Attempt {
                     peer: key,
                     conns,
@@ -127,12 +130,7 @@ impl NodeCheck {
             }
             Event::ConnectFailed { peer, .. } => {
                 let key = (peer.addr, peer.topic.clone());
-                let Some(id) = self
-                    .attempts
-                    .iter()
-                    .find(|(_, a)| a.peer == key)
-                    .map(|(id, _)| *id)
-                else {
+                let Some(&id) = self.attempt_by_peer.get(&key) else {
                     return Err(format!(
                         "connect-failed for {} without an open dial",
                         peer.addr
@@ -145,8 +143,8 @@ impl NodeCheck {
                     let in_core = self.utp_in_core && info.transport == Transport::Utp;
                     let attempt = self.attempt_of.get(conn).copied().or_else(|| {
                         let to = (info.addr, info.topic.clone());
-                        let found = self.attempts.iter().find(|(_, a)| a.peer == to);
-                        found.filter(|_| in_core).map(|(id, _)| *id)
+                        let found = self.attempt_by_peer.get(&to).copied();
+                        found.filter(|_| in_core)
                     });
                     let Some(id) = attempt else {
                         return Err(format!(
@@ -225,6 +223,7 @@ impl NodeCheck {
 
     fn end_attempt(&mut self, id: u64) {
         if let Some(a) = self.attempts.remove(&id) {
+            self.attempt_by_peer.remove(&a.peer);
             for c in a.conns {
                 self.attempt_of.remove(&c);
             }

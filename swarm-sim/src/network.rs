@@ -124,6 +124,54 @@ impl Pipe {
     }
 }
 
+/// The live pipes by id. A hash table: a 10,000-node run keeps over 300,000 of them and
+/// looks one up several times per packet, which a `BTreeMap` paid for with a cache miss per
+/// level. Where a walk's order reaches the trace or a report, [`in_order`](Self::in_order)
+/// sorts by id.
+#[derive(Default)]
+pub struct PipeTable(hashbrown::HashMap<PipeId, Pipe, foldhash::fast::FixedState>);
+
+impl PipeTable {
+    pub fn get(&self, id: &PipeId) -> Option<&Pipe> {
+        self.0.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &PipeId) -> Option<&mut Pipe> {
+        self.0.get_mut(id)
+    }
+
+    fn insert(&mut self, id: PipeId, pipe: Pipe) {
+        self.0.insert(id, pipe);
+    }
+
+    fn remove(&mut self, id: &PipeId) {
+        self.0.remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every pipe, by id.
+    pub fn in_order(&self) -> Vec<(PipeId, &Pipe)> {
+        let mut all: Vec<_> = self.0.iter().map(|(id, p)| (*id, p)).collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
+    }
+}
+
+impl core::ops::Index<&PipeId> for PipeTable {
+    type Output = Pipe;
+
+    fn index(&self, id: &PipeId) -> &Pipe {
+        &self.0[id]
+    }
+}
+
 /// Network parameters.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
@@ -184,7 +232,7 @@ pub struct DatagramStats {
 #[derive(Default)]
 pub struct Network {
     pub cfg: NetConfig,
-    pub pipes: BTreeMap<PipeId, Pipe>,
+    pub pipes: PipeTable,
     pub segments: Vec<SegmentConfig>,
     pub datagrams: DatagramStats,
     /// The routed internet between segments.

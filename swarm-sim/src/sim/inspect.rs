@@ -21,7 +21,7 @@ impl Sim {
             }
         }
         let mut pairs = BTreeMap::new();
-        for (id, pipe) in &self.net.pipes {
+        for (id, pipe) in self.net.pipes.in_order() {
             let mut ends = Vec::new();
             for side in [Side::Dialer, Side::Acceptor] {
                 let e = pipe.end(side);
@@ -166,12 +166,13 @@ impl Sim {
         };
         self.net
             .pipes
-            .iter()
+            .in_order()
+            .into_iter()
             .filter_map(|(id, p)| {
                 let d = p.end(Side::Dialer);
                 let a = p.end(Side::Acceptor);
                 Some(Link {
-                    pipe: *id,
+                    pipe: id,
                     dialer: established(d.host, d.state)?,
                     acceptor: established(a.host, a.state)?,
                 })

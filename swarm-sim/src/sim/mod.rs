@@ -441,14 +441,15 @@ impl Sim {
         let ends: Vec<(PipeId, Side)> = self
             .net
             .pipes
-            .iter()
+            .in_order()
+            .into_iter()
             .flat_map(|(id, p)| {
                 [Side::Dialer, Side::Acceptor]
                     .into_iter()
                     .filter_map(move |s| {
                         let e = p.end(s);
                         let live = matches!(e.state, EndState::Open(_) | EndState::Mute);
-                        (e.host == Some(h) && live).then_some((*id, s))
+                        (e.host == Some(h) && live).then_some((id, s))
                     })
             })
             .collect();
@@ -488,9 +489,10 @@ impl Sim {
         let live: Vec<PipeId> = self
             .net
             .pipes
-            .iter()
+            .in_order()
+            .into_iter()
             .filter(|(_, p)| p.is_established())
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         if live.is_empty() {
             return None;
