@@ -36,6 +36,7 @@ pub mod internet;
 pub mod invariants;
 pub mod network;
 pub mod node;
+pub mod parallel;
 pub mod queue;
 pub mod rng;
 pub mod scenarios;
@@ -47,4 +48,6 @@ pub use invariants::Violation;
 pub use network::{DatagramStats, HostId, NetConfig, PipeId, SegmentConfig, SegmentId};
 pub use node::HostState;
 pub use scenarios::{Report, SCENARIOS};
-pub use sim::{nat_public_ip, Action, Link, LogEntry, Sim, SimConfig, StepKinds};
+pub use sim::{
+    nat_public_ip, Action, Link, LogEntry, Partition, Remote, Sim, SimConfig, StepKinds,
+};

@@ -81,12 +81,15 @@ impl Packet {
 }
 
 /// A simulated transport connection.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Pipe {
     pub transport: Transport,
     /// The port the dialer asked for.
     pub dst_port: u16,
     pub ends: [End; 2],
+    /// In a partitioned run, the end whose host another partition runs: this is one of the
+    /// pipe's two copies, and that end's state here is only what it was when it was copied.
+    pub remote: Option<Side>,
     latency: Duration,
     last_arrival: [Instant; 2],
     /// Application bytes sent towards each side after `connection`.
@@ -112,8 +115,11 @@ impl Pipe {
         })
     }
 
+    /// Every end this copy owns is closed (a remote end's copy is never updated).
     pub fn is_done(&self) -> bool {
-        self.ends.iter().all(|e| e.state == EndState::Closed)
+        [Side::Dialer, Side::Acceptor]
+            .into_iter()
+            .all(|s| self.end(s).state == EndState::Closed || self.remote == Some(s))
     }
 
     /// Both ends are held by a core or a mute host.
@@ -140,7 +146,7 @@ impl PipeTable {
         self.0.get_mut(id)
     }
 
-    fn insert(&mut self, id: PipeId, pipe: Pipe) {
+    pub(crate) fn insert(&mut self, id: PipeId, pipe: Pipe) {
         self.0.insert(id, pipe);
     }
 
@@ -245,6 +251,9 @@ pub struct Network {
     /// retransmits) and arrive no earlier than that plus the link latency.
     isolated: BTreeMap<HostId, Instant>,
     next_pipe: u64,
+    /// Pipe ids go up by this much (a partitioned run's partitions number their pipes
+    /// apart: partition `i` of `n` hands out `i, i + n, ...`).
+    pipe_stride: u64,
 }
 
 impl Network {
@@ -302,7 +311,7 @@ impl Network {
             None => self.cfg.latency.1,
         };
         let id = PipeId(self.next_pipe);
-        self.next_pipe += 1;
+        self.next_pipe += self.pipe_stride.max(1);
         let pipe = Pipe {
             transport,
             dst_port,
@@ -316,6 +325,7 @@ impl Network {
                     state: EndState::Pending,
                 },
             ],
+            remote: None,
             latency,
             last_arrival: [Instant::ZERO; 2],
             app_sent: [0; 2],
@@ -323,6 +333,12 @@ impl Network {
         };
         self.pipes.insert(id, pipe);
         id
+    }
+
+    /// Numbers this network's pipes `first, first + stride, ...`.
+    pub fn number_pipes(&mut self, first: u64, stride: u64) {
+        self.next_pipe = first;
+        self.pipe_stride = stride;
     }
 
     /// The segment of `h` (0 for a host the table does not know yet).

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use clap::Parser;
 use core::time::Duration;
 use swarm_core::Instant;
-use swarm_sim::{Action, SegmentConfig, Sim, SimConfig};
+use swarm_sim::{Action, DatagramStats, Partition, SegmentConfig, Sim, SimConfig, StepKinds};
 
 #[derive(Parser, Debug)]
 #[command(about = "Scale benchmark of the simulator running the real core")]
@@ -42,6 +42,11 @@ struct Args {
     /// Leave glibc's heap on 4 KiB pages (see `reexec_with_huge_pages`).
     #[arg(long)]
     no_huge_pages: bool,
+    /// Split the network by segment into this many partitions, each run by a thread of its
+    /// own (`swarm_sim::parallel`); 1 = one simulation on this thread. A partitioned run is
+    /// deterministic for a given seed and count, but not the same run as another count's.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// glibc backs its heap with transparent huge pages only when asked, and reads that tunable
@@ -75,11 +80,8 @@ fn reexec_with_huge_pages() {
 #[cfg(not(target_os = "linux"))]
 fn reexec_with_huge_pages() {}
 
-fn main() {
-    let args = Args::parse();
-    if !args.no_huge_pages {
-        reexec_with_huge_pages();
-    }
+/// The whole network (or one partition's share of it), its joins scheduled.
+fn build(args: &Args, partition: Option<Partition>) -> Sim {
     let mut cfg = SimConfig::new(args.seed);
     cfg.measure_core = args.measure;
     cfg.app_data = false;
@@ -89,6 +91,7 @@ fn main() {
     cfg.net.max_chunk = 1460;
     cfg.net.random_chunks = false;
     cfg.trace_events = false;
+    cfg.partition = partition;
     let mut sim = Sim::new(cfg);
     let bootstrap: Vec<_> = (0..args.bootstrap.min(args.nodes))
         .map(|i| {
@@ -101,7 +104,6 @@ fn main() {
     if args.bootstrap > 0 {
         template = template.with_dht(bootstrap);
     }
-    let built = std::time::Instant::now();
     let mut segment = 0;
     for i in 0..args.nodes {
         if i > 0 && i % args.segment.max(1) == 0 {
@@ -123,80 +125,160 @@ fn main() {
             },
         );
     }
-    let build_time = built.elapsed();
+    sim
+}
+
+/// What a report line sums over the simulation's (or the partitions') hosts.
+#[derive(Default)]
+struct Snapshot {
+    steps: u64,
+    kinds: StepKinds,
+    datagrams: DatagramStats,
+    /// Sum of the cores' `connected()`: each connection counted at both ends.
+    connected: usize,
+    known_peers: usize,
+    stats: swarm_core::Stats,
+    core_time: Duration,
+}
+
+impl Snapshot {
+    fn of(sim: &Sim) -> Snapshot {
+        let mut s = Snapshot {
+            steps: sim.steps(),
+            kinds: sim.step_kinds(),
+            datagrams: sim.datagrams(),
+            core_time: sim.core_time(),
+            ..Snapshot::default()
+        };
+        for core in (0..sim.hosts()).filter_map(|h| sim.core(h)) {
+            s.connected += core.connected();
+            s.known_peers += core.known_peers();
+            let (c, t) = (core.stats(), &mut s.stats);
+            t.dials_attempted += c.dials_attempted;
+            t.dials_failed += c.dials_failed;
+            t.inbound_accepted += c.inbound_accepted;
+            t.inbound_refused += c.inbound_refused;
+            t.outbound_opened += c.outbound_opened;
+            t.redundant += c.redundant;
+            t.handshakes_failed += c.handshakes_failed;
+            t.rejected += c.rejected;
+            t.dropped += c.dropped;
+        }
+        s
+    }
+
+    fn sum(all: Vec<Snapshot>) -> Snapshot {
+        all.into_iter().fold(Snapshot::default(), |mut a, b| {
+            a.steps += b.steps;
+            a.kinds.packets += b.kinds.packets;
+            a.kinds.timers += b.kinds.timers;
+            a.kinds.datagrams += b.kinds.datagrams;
+            a.kinds.actions += b.kinds.actions;
+            a.datagrams.sent += b.datagrams.sent;
+            a.datagrams.delivered += b.datagrams.delivered;
+            a.datagrams.lost += b.datagrams.lost;
+            a.datagrams.duplicated += b.datagrams.duplicated;
+            a.datagrams.unroutable += b.datagrams.unroutable;
+            a.connected += b.connected;
+            a.known_peers += b.known_peers;
+            let (c, t) = (b.stats, &mut a.stats);
+            t.dials_attempted += c.dials_attempted;
+            t.dials_failed += c.dials_failed;
+            t.inbound_accepted += c.inbound_accepted;
+            t.inbound_refused += c.inbound_refused;
+            t.outbound_opened += c.outbound_opened;
+            t.redundant += c.redundant;
+            t.handshakes_failed += c.handshakes_failed;
+            t.rejected += c.rejected;
+            t.dropped += c.dropped;
+            a.core_time += b.core_time;
+            a
+        })
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    if !args.no_huge_pages {
+        reexec_with_huge_pages();
+    }
     let simulated = Duration::from_secs_f64(args.minutes * 60.0);
+    // A report every simulated minute, and at the end.
+    let mut checkpoints = Vec::new();
+    let mut reached = Duration::ZERO;
+    while reached < simulated {
+        reached = (reached + Duration::from_secs(60)).min(simulated);
+        checkpoints.push(Instant::ZERO + reached);
+    }
     let started = std::time::Instant::now();
-    let mut next_report = Duration::from_secs(60);
-    while sim.now() < Instant::ZERO + simulated {
-        let step = next_report.min(simulated);
-        if let Err(v) = sim.run_until(Instant::ZERO + step) {
+    let mut last = Snapshot::default();
+    let mut line = |at: usize, s: Snapshot| {
+        eprintln!(
+            "t={:>4}s wall={:>7.2?} steps={} (pipe packets {}, timers {}, datagrams {}) \
+             datagrams delivered={} connections={}",
+            checkpoints[at].as_micros() / 1_000_000,
+            started.elapsed(),
+            s.steps,
+            s.kinds.packets,
+            s.kinds.timers,
+            s.kinds.datagrams,
+            s.datagrams.delivered,
+            s.connected / 2
+        );
+        last = s;
+    };
+    if args.threads <= 1 {
+        let mut sim = build(&args, None);
+        for (at, checkpoint) in checkpoints.iter().enumerate() {
+            if let Err(v) = sim.run_until(*checkpoint) {
+                eprintln!("{v}");
+                std::process::exit(1);
+            }
+            line(at, Snapshot::of(&sim));
+        }
+    } else {
+        let run = swarm_sim::parallel::run(
+            args.threads,
+            |p| build(&args, Some(p)),
+            &checkpoints,
+            Snapshot::of,
+            |at, all| line(at, Snapshot::sum(all)),
+        );
+        if let Err(v) = run {
             eprintln!("{v}");
             std::process::exit(1);
         }
-        let d = sim.datagrams();
-        let k = sim.step_kinds();
-        eprintln!(
-            "t={:>4}s wall={:>7.2?} steps={} (pipe packets {}, timers {}, datagrams {}) \
-             datagrams delivered={} links={}",
-            step.as_secs(),
-            started.elapsed(),
-            sim.steps(),
-            k.packets,
-            k.timers,
-            k.datagrams,
-            d.delivered,
-            sim.links().len()
-        );
-        next_report += Duration::from_secs(60);
     }
     let wall = started.elapsed();
-    let d = sim.datagrams();
-    let links = sim.links().len();
+    let (s, d, c) = (&last, last.datagrams, last.stats);
     let node_seconds = args.nodes as f64 * simulated.as_secs_f64();
     println!(
-        "nodes={} segments of {} max_connections={} dht_bootstrap={} simulated={}s wall={:.2?} \
-         (build {:.2?})",
+        "nodes={} segments of {} max_connections={} dht_bootstrap={} threads={} simulated={}s \
+         wall={:.2?} (building included)",
         args.nodes,
         args.segment,
         args.max_connections,
         args.bootstrap,
+        args.threads.max(1),
         simulated.as_secs(),
         wall,
-        build_time
     );
     println!(
         "node-seconds per wall second: {:.0}; steps={} ({:.0}/s); datagrams sent={} delivered={} \
-         lost={} unroutable={}; links at the end={links}",
+         lost={} unroutable={}; connections at the end={}",
         node_seconds / wall.as_secs_f64(),
-        sim.steps(),
-        sim.steps() as f64 / wall.as_secs_f64(),
+        s.steps,
+        s.steps as f64 / wall.as_secs_f64(),
         d.sent,
         d.delivered,
         d.lost,
-        d.unroutable
+        d.unroutable,
+        s.connected / 2
     );
-    let mut c = swarm_core::Stats::default();
-    let mut known_peers = 0;
-    for h in 0..sim.hosts() {
-        let Some(core) = sim.core(h) else {
-            continue;
-        };
-        known_peers += core.known_peers();
-        let s = core.stats();
-        c.dials_attempted += s.dials_attempted;
-        c.dials_failed += s.dials_failed;
-        c.inbound_accepted += s.inbound_accepted;
-        c.inbound_refused += s.inbound_refused;
-        c.outbound_opened += s.outbound_opened;
-        c.redundant += s.redundant;
-        c.handshakes_failed += s.handshakes_failed;
-        c.rejected += s.rejected;
-        c.dropped += s.dropped;
-    }
     println!(
         "all cores: dials {} (failed {}), inbound accepted {} (refused {}), outbound \
          connections {}, redundant {}, handshakes failed {}, candidates rejected {}, peers \
-         dropped after retries {}; known peers {known_peers}",
+         dropped after retries {}; known peers {}",
         c.dials_attempted,
         c.dials_failed,
         c.inbound_accepted,
@@ -205,15 +287,18 @@ fn main() {
         c.redundant,
         c.handshakes_failed,
         c.rejected,
-        c.dropped
+        c.dropped,
+        s.known_peers
     );
     if args.measure {
-        let core = sim.core_time();
-        let outside = wall.saturating_sub(core);
+        // With threads, core time is summed over them: the overhead is per CPU, not wall.
+        let busy = wall * args.threads.max(1) as u32;
+        let outside = busy.saturating_sub(s.core_time);
         println!(
-            "time in cores {core:.2?}, outside {outside:.2?}: simulator overhead {:.0} ns per \
+            "time in cores {:.2?}, outside {outside:.2?}: simulator overhead {:.0} ns per \
              step, {:.0} ns per delivered datagram (all simulator time / deliveries)",
-            outside.as_nanos() as f64 / sim.steps().max(1) as f64,
+            s.core_time,
+            outside.as_nanos() as f64 / s.steps.max(1) as f64,
             outside.as_nanos() as f64 / d.delivered.max(1) as f64
         );
     }

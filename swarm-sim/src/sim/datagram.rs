@@ -72,12 +72,22 @@ impl Sim {
         from: SocketAddr,
         data: &Payload,
     ) {
-        let Some(socket) = self.receiving_socket(b, port) else {
-            self.net.datagrams.unroutable += 1;
-            return;
+        // Another partition's host: its owner finds the socket when the copies arrive.
+        let local = self.owns(b);
+        let socket = match self.receiving_socket(b, port) {
+            Some(socket) => socket,
+            None if !local => UdpSocket::Swarm,
+            None => {
+                self.net.datagrams.unroutable += 1;
+                return;
+            }
         };
         for _ in 0..self.copies(h, b) {
             let at = sent + self.datagram_delay(h, b);
+            if !local {
+                self.send_remote_datagram(at, b, port, from, data);
+                continue;
+            }
             let ev = Ev::Datagram {
                 host: b,
                 socket,
@@ -102,7 +112,7 @@ impl Sim {
         delay
     }
     /// The socket of `b` bound to `port`, if it has one.
-    fn receiving_socket(&self, b: HostId, port: u16) -> Option<UdpSocket> {
+    pub(super) fn receiving_socket(&self, b: HostId, port: u16) -> Option<UdpSocket> {
         let host = &self.hosts[b];
         if let Some(dns) = &host.dns {
             // A server host: its one socket (the tag is only carried to `on_datagram`).

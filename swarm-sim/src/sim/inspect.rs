@@ -22,6 +22,10 @@ impl Sim {
         }
         let mut pairs = BTreeMap::new();
         for (id, pipe) in self.net.pipes.in_order() {
+            if pipe.remote.is_some() {
+                // Half of a pipe between partitions: the other half is not here to compare.
+                continue;
+            }
             let mut ends = Vec::new();
             for side in [Side::Dialer, Side::Acceptor] {
                 let e = pipe.end(side);
@@ -74,6 +78,18 @@ impl Sim {
 
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// Pipes this simulation holds (in a partition, its copies of pipes between partitions
+    /// included).
+    pub fn live_pipes(&self) -> usize {
+        self.net.pipes.len()
+    }
+
+    /// Connection ends the running cores hold on pipes.
+    pub fn open_ends(&self) -> usize {
+        let nodes = self.hosts.iter().filter_map(|h| h.node.as_ref());
+        nodes.map(|n| n.conns.len()).sum()
     }
 
     pub fn step_kinds(&self) -> super::StepKinds {

@@ -8,6 +8,7 @@ mod datagram;
 mod dns_server;
 mod driver;
 mod inspect;
+mod partition;
 mod route;
 mod wire;
 
@@ -21,6 +22,7 @@ use crate::queue::EventQueue;
 use crate::rng::{derive, SimRng};
 use crate::trace::Trace;
 use core::time::Duration;
+pub use partition::{Partition, Remote};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use swarm_core::{CloseCause, Config, ConnId, Event, Input, Instant, Swarm, UdpSocket};
@@ -58,6 +60,9 @@ pub struct SimConfig {
     /// (`utp_in_core`), then shuts its side down; 0 = a greeting of 1-64 bytes with
     /// `app_data`, as on pipes.
     pub utp_payload: u64,
+    /// This simulation is one partition of a larger one (see [`Partition`]); `None`: it
+    /// runs every host.
+    pub partition: Option<Partition>,
 }
 
 impl SimConfig {
@@ -76,6 +81,7 @@ impl SimConfig {
             keep_log: true,
             trace_events: true,
             utp_payload: 0,
+            partition: None,
         }
     }
 }
@@ -214,6 +220,8 @@ pub struct Link {
 /// The simulator.
 pub struct Sim {
     cfg: SimConfig,
+    /// Events for hosts another partition runs, by partition, in the order they arose.
+    outbox: Vec<Vec<Remote>>,
     now: Instant,
     queue: EventQueue<Ev>,
     rng: SimRng,
@@ -239,7 +247,7 @@ type SimResult<T = ()> = Result<T, Violation>;
 
 impl Sim {
     pub fn new(cfg: SimConfig) -> Self {
-        Sim {
+        let mut sim = Sim {
             now: Instant::ZERO,
             queue: EventQueue::default(),
             rng: SimRng::new(derive(cfg.seed, &[0])),
@@ -254,8 +262,15 @@ impl Sim {
             counts: Vec::new(),
             core_time: Duration::ZERO,
             members: vec![Vec::new()],
+            outbox: Vec::new(),
             cfg,
+        };
+        if let Some(p) = sim.cfg.partition {
+            assert!(p.index < p.count, "partition {} of {}", p.index, p.count);
+            sim.net.number_pipes(p.index as u64, p.count as u64);
+            sim.outbox = (0..p.count).map(|_| Vec::new()).collect();
         }
+        sim
     }
 
     /// A configuration template for [`Sim::add_node`]: discovery-swarm's defaults.
@@ -300,6 +315,8 @@ impl Sim {
     /// Puts `segment` (not 0) behind a NAT; its public address is `100.64.0.<segment>`.
     pub fn add_nat(&mut self, segment: SegmentId, cfg: NatConfig) {
         assert!(segment > 0, "segment 0 is the public internet");
+        // Routing into a NAT reads its mappings, which the NAT's own partition changes.
+        assert!(self.cfg.partition.is_none(), "no NAT in a partitioned run");
         self.net
             .internet
             .add_nat(segment, cfg, nat_public_ip(segment));
@@ -333,6 +350,9 @@ impl Sim {
     }
 
     fn start(&mut self, h: HostId) {
+        if !self.owns(h) {
+            return;
+        }
         let seed = self.cfg.seed;
         let host = &mut self.hosts[h];
         let mut config = host.template.clone().expect("host has no core template");
@@ -382,8 +402,12 @@ impl Sim {
         self.after(h).expect("fresh core broke an invariant");
     }
 
-    /// Schedules `action` at `at` (not before now).
+    /// Schedules `action` at `at` (not before now). A partition keeps only the actions on
+    /// its own hosts.
     pub fn schedule(&mut self, at: Instant, action: Action) {
+        if self.cfg.partition.is_some() && !self.owns(partition::action_host(&action)) {
+            return;
+        }
         self.queue.push(at.max(self.now), Ev::Action(action));
     }
 

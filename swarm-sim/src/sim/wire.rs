@@ -13,6 +13,13 @@ impl Sim {
             _ => 0,
         };
         let at = self.net.arrival(&mut self.rng, self.now, pipe, to, bytes);
+        if self.cfg.partition.is_some() {
+            let host = self.net.pipes.get(&pipe).and_then(|p| p.end(to).host);
+            if let Some(b) = host.filter(|b| !self.owns(*b)) {
+                self.send_remote_packet(at, b, pipe, to, packet);
+                return;
+            }
+        }
         self.queue.push(at, Ev::Packet { pipe, to, packet });
     }
 
