@@ -50,6 +50,13 @@ struct Case {
 }
 
 fn check_decoder(data: &[u8]) {
+    // A receiver's decode takes the same packets, with the same records.
+    let received = wire::decode_received(data);
+    match (&received, wire::decode(data)) {
+        (Ok(lean), Ok(full)) => assert_eq!(lean.records, full.records),
+        (Err(a), Err(b)) => assert_eq!(*a, b),
+        _ => panic!("decode and decode_received disagree"),
+    }
     if let Ok(msg) = wire::decode(data) {
         assert!(msg.questions.len() <= wire::MAX_QUESTIONS);
         assert!(msg.records.len() <= wire::MAX_RECORDS);

@@ -310,7 +310,7 @@ impl MdnsDiscovery {
         let Some(sender) = ipv4_of(from.ip()) else {
             return; // Node's mDNS socket is IPv4 only.
         };
-        let msg = match wire::decode(data) {
+        let msg = match wire::decode_received(data) {
             Ok(m) => m,
             Err(_) => {
                 self.stats.malformed += 1;

@@ -91,13 +91,17 @@ pub fn key_value(s: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// Decodes a `peers` value into `out` (at most `cap` entries in all): `0.0.0.0` becomes
-/// `sender`; trailing bytes (< 6) are ignored as Node does; invalid base64 yields nothing.
+/// `sender`; trailing bytes (< 6) are ignored as Node does; invalid base64, or more than a
+/// TXT string can hold, yields nothing.
 pub fn decode_peers(value: &[u8], sender: Ipv4Addr, out: &mut Vec<SocketAddrV4>, cap: usize) {
-    // A TXT string is at most 255 bytes, so this buffer is too.
-    let Ok(raw) = DECODE.decode(value) else {
+    // Decoded on the stack: every answer on a LAN carries a `peers` string, and a heap
+    // buffer per answer was an allocation per delivered datagram. A TXT string is at most
+    // 255 bytes, which decode to at most 192; anything longer is not a TXT string's.
+    let mut raw = [0u8; 192];
+    let Ok(len) = DECODE.decode_slice(value, &mut raw) else {
         return;
     };
-    for e in raw.chunks_exact(6) {
+    for e in raw[..len].chunks_exact(6) {
         if out.len() >= cap {
             return;
         }
@@ -166,6 +170,19 @@ mod tests {
         decode_peers(b"!!not base64", sender, &mut out, 10);
         decode_peers(b"AAAAABtZAAAAABtZ", sender, &mut out, 1);
         assert_eq!(out.len(), 1);
+        // The most a TXT string holds: 31 peers, every one read back.
+        let most: Vec<_> = (1..=31u8)
+            .map(|i| SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, i), 7000 + u16::from(i)))
+            .collect();
+        let string = peers_string(&most);
+        let (_, value) = key_value(string.as_bytes());
+        out.clear();
+        decode_peers(value, sender, &mut out, 100);
+        assert_eq!(out, most);
+        // Longer than a TXT string can be: nothing.
+        out.clear();
+        decode_peers(&[b'A'; 300], sender, &mut out, 100);
+        assert!(out.is_empty());
         assert_eq!(key_value(b"a=b=c"), (&b"a"[..], &b"b=c"[..]));
         assert_eq!(key_value(b"flag"), (&b"flag"[..], &b""[..]));
     }

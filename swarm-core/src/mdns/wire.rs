@@ -172,14 +172,37 @@ fn u16_at(buf: &[u8], at: usize) -> Result<u16, WireError> {
 
 /// Reads the name at `at`; returns it and the offset after it (after the first pointer, if
 /// any). Pointers must go strictly backwards, so loops are impossible.
-pub fn read_name(buf: &[u8], mut at: usize) -> Result<(Name, usize), WireError> {
+pub fn read_name(buf: &[u8], at: usize) -> Result<(Name, usize), WireError> {
     let mut name = Name::EMPTY;
+    let next = walk_name(buf, at, |label| {
+        (name.is_empty() || name.extend(b".")) && name.extend(label)
+    })?;
+    Ok((name, next))
+}
+
+/// Checks the name at `at` as [`read_name`] does (the same errors), without building it;
+/// returns the offset after it.
+fn skip_name(buf: &[u8], at: usize) -> Result<usize, WireError> {
+    let mut len = 0usize;
+    walk_name(buf, at, |label| {
+        len += usize::from(len > 0) + label.len();
+        len <= MAX_NAME
+    })
+}
+
+/// Hands each label of the name at `at` to `label` (which returns false if the name grew
+/// too long); returns the offset after the name.
+fn walk_name(
+    buf: &[u8],
+    mut at: usize,
+    mut label: impl FnMut(&[u8]) -> bool,
+) -> Result<usize, WireError> {
     let mut end = None;
     let mut jumps = 0;
     loop {
         let len = *buf.get(at).ok_or(WireError::Truncated)? as usize;
         match len {
-            0 => return Ok((name, end.unwrap_or(at + 1))),
+            0 => return Ok(end.unwrap_or(at + 1)),
             l if l & 0xc0 == 0xc0 => {
                 let target = (u16_at(buf, at)? & 0x3fff) as usize;
                 jumps += 1;
@@ -191,9 +214,8 @@ pub fn read_name(buf: &[u8], mut at: usize) -> Result<(Name, usize), WireError> 
             }
             l if l & 0xc0 != 0 => return Err(WireError::BadName),
             l => {
-                let label = buf.get(at + 1..at + 1 + l).ok_or(WireError::Truncated)?;
-                let dot = name.is_empty() || name.extend(b".");
-                if !dot || !name.extend(label) {
+                let bytes = buf.get(at + 1..at + 1 + l).ok_or(WireError::Truncated)?;
+                if !label(bytes) {
                     return Err(WireError::BadName);
                 }
                 at += 1 + l;
@@ -205,6 +227,18 @@ pub fn read_name(buf: &[u8], mut at: usize) -> Result<(Name, usize), WireError> 
 /// Decodes a packet. Counts beyond the caps are not read (their records are skipped, not
 /// an error), so the work per datagram is bounded by its length and the caps.
 pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
+    decode_with(buf, true)
+}
+
+/// [`decode`] for a receiver, which never reads a response's questions: those are checked
+/// as `decode` checks them (the same packets fail) but not kept, so `questions` is empty
+/// for a response. Every answer on a busy LAN is read by every host; building its echoed
+/// question was a 256-byte name and an allocation per delivery.
+pub fn decode_received(buf: &[u8]) -> Result<Message<'_>, WireError> {
+    decode_with(buf, false)
+}
+
+fn decode_with(buf: &[u8], response_questions: bool) -> Result<Message<'_>, WireError> {
     let id = u16_at(buf, 0)?;
     let flags = u16_at(buf, 2)?;
     let counts = [
@@ -218,8 +252,16 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
     // (a question takes at least 5 bytes, a record 11): growing from empty would allocate
     // four of these large inline-name entries, past the allocator's small-size cache.
     let room = buf.len().saturating_sub(12);
-    let mut questions = Vec::with_capacity(usize::from(counts[0]).min(MAX_QUESTIONS).min(room / 5));
+    let keep = response_questions || flags & FLAG_QR == 0;
+    let kept = if keep { usize::from(counts[0]) } else { 0 };
+    let mut questions = Vec::with_capacity(kept.min(MAX_QUESTIONS).min(room / 5));
     for _ in 0..counts[0] {
+        if !keep {
+            let next = skip_name(buf, at)?;
+            u16_at(buf, next + 2)?;
+            at = next + 4;
+            continue;
+        }
         let (name, next) = read_name(buf, at)?;
         let qtype = u16_at(buf, next)?;
         let qclass = u16_at(buf, next + 2)? & 0x7fff;
