@@ -14,24 +14,37 @@
 
 use crate::sim::{Partition, Remote};
 use crate::{Sim, Violation};
+use core::time::Duration;
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::time::Instant as WallClock;
 use swarm_core::Instant;
 
 /// What a partition sends another after a window; `None` when it stopped on a violation.
 type Batch = Option<Vec<Remote>>;
 
+/// Where one partition's thread spent its wall time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Times {
+    /// Running its own events.
+    pub running: Duration,
+    /// Waiting for the other partitions to finish a window (and taking in what they sent).
+    pub waiting: Duration,
+    pub windows: u64,
+}
+
 /// Runs `count` partitions, each on a thread of its own with the `Sim` that `build` makes
 /// for it (its config's `partition` set to that partition, everything else alike), up to
 /// each of `checkpoints` (increasing) in turn. At each checkpoint every partition's
 /// `observe` is handed, in partition order, to `report`. Returns the first violation any
-/// partition met (the others stop at the next window).
+/// partition met (the others stop at the next window), or where each partition's thread
+/// spent its time.
 pub fn run<S: Send>(
     count: usize,
     build: impl Fn(Partition) -> Sim + Sync,
     checkpoints: &[Instant],
     observe: impl Fn(&Sim) -> S + Sync,
     mut report: impl FnMut(usize, Vec<S>),
-) -> Result<(), Violation> {
+) -> Result<Vec<Times>, Violation> {
     assert!(count > 0, "no partitions");
     // One channel per ordered pair of partitions, so each window's batches are read in
     // partition order whatever order they were sent in: `senders[from][to]` feeds
@@ -81,10 +94,13 @@ pub fn run<S: Send>(
             .map(|w| w.join().expect("a partition panicked"))
             .collect();
         // Partitions stopped by another's violation report `Err(None)`.
-        results
-            .into_iter()
-            .find_map(|r| r.err().flatten())
-            .map_or(Ok(()), Err)
+        if let Some(v) = results
+            .iter()
+            .find_map(|r| r.as_ref().err().cloned().flatten())
+        {
+            return Err(v);
+        }
+        Ok(results.into_iter().flatten().collect())
     })
 }
 
@@ -95,19 +111,24 @@ fn run_partition(
     inbox: &[Option<Receiver<Batch>>],
     checkpoints: &[Instant],
     mut observe: impl FnMut(usize, &Sim),
-) -> Result<(), Option<Violation>> {
+) -> Result<Times, Option<Violation>> {
     let lookahead = sim.lookahead().as_micros() as u64;
     assert!(
         lookahead > 0,
         "a partitioned run needs a WAN latency above zero"
     );
     let mut t = sim.now().as_micros();
+    let mut times = Times::default();
     for (at, checkpoint) in checkpoints.iter().enumerate() {
         while t < checkpoint.as_micros() {
             let end = (t + lookahead).min(checkpoint.as_micros());
             // Everything before `end`; what other partitions send arrives at `end` or later.
+            let started = WallClock::now();
             let ran = sim.run_until(Instant::from_micros(end - 1));
             let outbox = sim.take_outbox();
+            let ran_until = WallClock::now();
+            times.running += ran_until - started;
+            times.windows += 1;
             let failed = ran.is_err();
             for (batch, tx) in outbox.into_iter().zip(out) {
                 if let Some(tx) = tx {
@@ -122,9 +143,10 @@ fn run_partition(
                     Ok(None) | Err(_) => return Err(None),
                 }
             }
+            times.waiting += ran_until.elapsed();
             t = end;
         }
         observe(at, &sim);
     }
-    Ok(())
+    Ok(times)
 }

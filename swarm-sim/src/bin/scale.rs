@@ -244,9 +244,20 @@ fn main() {
             Snapshot::of,
             |at, all| line(at, Snapshot::sum(all)),
         );
-        if let Err(v) = run {
-            eprintln!("{v}");
-            std::process::exit(1);
+        match run {
+            Ok(times) => {
+                for (i, t) in times.iter().enumerate() {
+                    eprintln!(
+                        "partition {i}: running {:.2?}, waiting for the others {:.2?} \
+                         ({} windows)",
+                        t.running, t.waiting, t.windows
+                    );
+                }
+            }
+            Err(v) => {
+                eprintln!("{v}");
+                std::process::exit(1);
+            }
         }
     }
     let wall = started.elapsed();
