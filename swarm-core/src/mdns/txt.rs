@@ -90,27 +90,28 @@ pub fn key_value(s: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// Decodes a `peers` value into `out` (at most `cap` entries in all): `0.0.0.0` becomes
-/// `sender`; trailing bytes (< 6) are ignored as Node does; invalid base64, or more than a
-/// TXT string can hold, yields nothing.
+/// Decodes a `peers` value into `out` (at most `cap` entries in all): see [`peers`].
 pub fn decode_peers(value: &[u8], sender: Ipv4Addr, out: &mut Vec<SocketAddrV4>, cap: usize) {
-    // Decoded on the stack: every answer on a LAN carries a `peers` string, and a heap
-    // buffer per answer was an allocation per delivered datagram. A TXT string is at most
-    // 255 bytes, which decode to at most 192; anything longer is not a TXT string's.
+    let room = cap.saturating_sub(out.len());
+    out.extend(peers(value, sender).take(room));
+}
+
+/// The entries of a `peers` value: `0.0.0.0` becomes `sender`; trailing bytes (< 6) are
+/// ignored as Node does; invalid base64, or more than a TXT string can hold, yields nothing.
+/// Decoded on the stack: every answer on a LAN carries a `peers` string, and a heap buffer
+/// per answer was an allocation per delivered datagram. A TXT string is at most 255 bytes,
+/// which decode to at most 192.
+pub fn peers(value: &[u8], sender: Ipv4Addr) -> impl Iterator<Item = SocketAddrV4> {
     let mut raw = [0u8; 192];
-    let Ok(len) = DECODE.decode_slice(value, &mut raw) else {
-        return;
-    };
-    for e in raw[..len].chunks_exact(6) {
-        if out.len() >= cap {
-            return;
-        }
+    let len = DECODE.decode_slice(value, &mut raw).unwrap_or(0);
+    (0..len / 6).map(move |i| {
+        let e = &raw[i * 6..i * 6 + 6];
         let mut ip = Ipv4Addr::new(e[0], e[1], e[2], e[3]);
         if ip.is_unspecified() {
             ip = sender;
         }
-        out.push(SocketAddrV4::new(ip, u16::from_be_bytes([e[4], e[5]])));
-    }
+        SocketAddrV4::new(ip, u16::from_be_bytes([e[4], e[5]]))
+    })
 }
 
 #[cfg(test)]
