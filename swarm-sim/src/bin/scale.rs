@@ -153,16 +153,7 @@ impl Snapshot {
         for core in (0..sim.hosts()).filter_map(|h| sim.core(h)) {
             s.connected += core.connected();
             s.known_peers += core.known_peers();
-            let (c, t) = (core.stats(), &mut s.stats);
-            t.dials_attempted += c.dials_attempted;
-            t.dials_failed += c.dials_failed;
-            t.inbound_accepted += c.inbound_accepted;
-            t.inbound_refused += c.inbound_refused;
-            t.outbound_opened += c.outbound_opened;
-            t.redundant += c.redundant;
-            t.handshakes_failed += c.handshakes_failed;
-            t.rejected += c.rejected;
-            t.dropped += c.dropped;
+            add_stats(&mut s.stats, &core.stats());
         }
         s
     }
@@ -181,20 +172,24 @@ impl Snapshot {
             a.datagrams.unroutable += b.datagrams.unroutable;
             a.connected += b.connected;
             a.known_peers += b.known_peers;
-            let (c, t) = (b.stats, &mut a.stats);
-            t.dials_attempted += c.dials_attempted;
-            t.dials_failed += c.dials_failed;
-            t.inbound_accepted += c.inbound_accepted;
-            t.inbound_refused += c.inbound_refused;
-            t.outbound_opened += c.outbound_opened;
-            t.redundant += c.redundant;
-            t.handshakes_failed += c.handshakes_failed;
-            t.rejected += c.rejected;
-            t.dropped += c.dropped;
+            add_stats(&mut a.stats, &b.stats);
             a.core_time += b.core_time;
             a
         })
     }
+}
+
+/// Adds the counters the report prints.
+fn add_stats(total: &mut swarm_core::Stats, c: &swarm_core::Stats) {
+    total.dials_attempted += c.dials_attempted;
+    total.dials_failed += c.dials_failed;
+    total.inbound_accepted += c.inbound_accepted;
+    total.inbound_refused += c.inbound_refused;
+    total.outbound_opened += c.outbound_opened;
+    total.redundant += c.redundant;
+    total.handshakes_failed += c.handshakes_failed;
+    total.rejected += c.rejected;
+    total.dropped += c.dropped;
 }
 
 fn main() {
