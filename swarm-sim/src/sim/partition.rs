@@ -92,6 +92,13 @@ impl Sim {
     /// order (by sending partition, then as they arose), they keep the run deterministic.
     pub fn receive(&mut self, events: Vec<Remote>) {
         for Remote { at, what } in events {
+            // The lookahead promises this; an event in this partition's past would be run
+            // late, out of order, without anything noticing.
+            assert!(
+                at > self.now,
+                "an event from another partition is due at {at:?}, before now {:?}",
+                self.now
+            );
             match what {
                 RemoteEvent::Datagram {
                     host,
