@@ -72,22 +72,22 @@ impl Sim {
         from: SocketAddr,
         data: &Payload,
     ) {
-        // Another partition's host: its owner finds the socket when the copies arrive.
-        let local = self.owns(b);
-        let socket = match self.receiving_socket(b, port) {
-            Some(socket) => socket,
-            None if !local => UdpSocket::Swarm,
-            None => {
+        // `None`: another partition's host, whose owner finds the socket when copies arrive.
+        let socket = if self.owns(b) {
+            let Some(socket) = self.receiving_socket(b, port) else {
                 self.net.datagrams.unroutable += 1;
                 return;
-            }
+            };
+            Some(socket)
+        } else {
+            None
         };
         for _ in 0..self.copies(h, b) {
             let at = sent + self.datagram_delay(h, b);
-            if !local {
+            let Some(socket) = socket else {
                 self.send_remote_datagram(at, b, port, from, data);
                 continue;
-            }
+            };
             let ev = Ev::Datagram {
                 host: b,
                 socket,

@@ -67,7 +67,7 @@ impl Sim {
     pub fn owns(&self, h: HostId) -> bool {
         match self.cfg.partition {
             None => true,
-            Some(p) => self.net.segment(h) % p.count == p.index,
+            Some(p) => self.partition_of(h) == p.index,
         }
     }
 
