@@ -1,9 +1,9 @@
 //! The sans-IO dns-discovery engine over mDNS.
 
 use super::limit::{Limiter, Rate};
-use super::topic::{hex_id, HexId, KeyHash, DOMAIN};
+use super::topic::{dns_name, hex_id, HexId, KeyHash, DOMAIN, KEY_LEN};
 use super::txt;
-use super::wire::{self, Message, RData, Writer, CLASS_IN, TYPE_A, TYPE_SRV, TYPE_TXT};
+use super::wire::{self, NameAt, RData, Received, Writer, CLASS_IN, TYPE_A, TYPE_SRV, TYPE_TXT};
 use crate::time::Instant;
 use crate::{new_map, Map};
 use bytes::Bytes;
@@ -117,6 +117,15 @@ struct Joined {
 
 /// The dns-discovery mDNS engine. Inputs: [`join`](Self::join), [`leave`](Self::leave),
 /// [`handle_datagram`](Self::handle_datagram), [`handle_timeout`](Self::handle_timeout).
+/// The latest join's id, looked up before the table (see `MdnsDiscovery::hot_id`).
+struct HotId {
+    id: HexId,
+    /// `<id>.dns-discovery.local` as Node writes it, which nearly every answer carries.
+    name: Option<wire::WireName>,
+    /// The `ids` entry.
+    entry: (Bytes, u64),
+}
+
 /// Outputs: [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
 /// [`poll_timeout`](Self::poll_timeout); each may change after any input.
 pub struct MdnsDiscovery {
@@ -132,7 +141,7 @@ pub struct MdnsDiscovery {
     /// The latest join's `ids` entry, checked before `ids`: nearly every datagram is about
     /// one topic, and this sits in the engine rather than in a table elsewhere in memory (a
     /// cache miss per datagram at 10,000 simulated nodes).
-    hot_id: Option<(HexId, (Bytes, u64))>,
+    hot_id: Option<HotId>,
     /// Tags joins, so `recent` is keyed by a number rather than the topic's bytes.
     next_tag: u64,
     /// Peers of the datagram being read (kept to save an allocation per datagram).
@@ -200,7 +209,11 @@ impl MdnsDiscovery {
         let tag = self.next_tag;
         self.next_tag += 1;
         self.ids.insert(id, (topic.clone(), tag));
-        self.hot_id = Some((id, (topic.clone(), tag)));
+        self.hot_id = Some(HotId {
+            id,
+            name: wire::WireName::new(dns_name(&key).as_bytes()),
+            entry: (topic.clone(), tag),
+        });
         let joined = Joined {
             topic: topic.clone(),
             tag,
@@ -224,7 +237,7 @@ impl MdnsDiscovery {
         // A rejoin reports its peers afresh.
         self.recent.retain(|(t, _), _| *t != j.tag);
         // Another topic may hash to the same id (custom hash); keep the id if so.
-        if self.hot_id.as_ref().is_some_and(|(hot, _)| *hot == j.id) {
+        if self.hot_id.as_ref().is_some_and(|hot| hot.id == j.id) {
             self.hot_id = None;
         }
         if self.ids.get(&j.id).is_some_and(|(t, _)| *t == j.topic) {
@@ -323,7 +336,7 @@ impl MdnsDiscovery {
     }
 
     /// Answers the questions about topics we announce (and the bare-domain TXT probe).
-    fn answer(&mut self, now: Instant, querier: Ipv4Addr, port: u16, msg: &Message<'_>) {
+    fn answer(&mut self, now: Instant, querier: Ipv4Addr, port: u16, msg: &Received<'_>) {
         // Collect (question index, record count) first, to write the header counts.
         let mut plan: Vec<(usize, Vec<SocketAddrV4>)> = Vec::new();
         let mut answers = 0usize;
@@ -416,25 +429,30 @@ impl MdnsDiscovery {
 
     /// The topic an answer's name belongs to, and its join's tag: Node takes every label
     /// before the last two as the id and does not check the domain.
-    fn topic_of(&self, name: &[u8]) -> Option<&(Bytes, u64)> {
-        let id = HexId::new(id_label(name)?)?;
-        match &self.hot_id {
-            Some((hot, entry)) if *hot == id => Some(entry),
+    fn topic_of(&self, name: NameAt<'_>) -> Option<&(Bytes, u64)> {
+        let hot = self.hot_id.as_ref();
+        // The same bytes on the wire are the same name, whose id need not be read again.
+        if let Some(hot) = hot.filter(|h| h.name.as_ref().is_some_and(|n| name.is(n))) {
+            return Some(&hot.entry);
+        }
+        let id = id_of(name)?;
+        match hot {
+            Some(hot) if hot.id == id => Some(&hot.entry),
             _ => self.ids.get(&id),
         }
     }
 
     /// [`topic_of`](Self::topic_of)'s tag alone.
-    fn tag_of(&self, name: &[u8]) -> Option<u64> {
+    fn tag_of(&self, name: NameAt<'_>) -> Option<u64> {
         self.topic_of(name).map(|&(_, tag)| tag)
     }
 
-    fn read_records(&mut self, now: Instant, sender: Ipv4Addr, port: u16, msg: &Message<'_>) {
+    fn read_records(&mut self, now: Instant, sender: Ipv4Addr, port: u16, msg: &Received<'_>) {
         // (tag, record index, peer): the topic's bytes are looked up only for a report.
         let mut found = core::mem::take(&mut self.scratch_found);
         let mut peers = RecordPeers::new();
         found.clear();
-        for (index, record) in msg.records.iter().enumerate() {
+        for (index, record) in msg.records().enumerate() {
             if found.len() >= MAX_PEERS_PER_DATAGRAM {
                 self.stats.dropped += 1;
                 break;
@@ -444,7 +462,7 @@ impl MdnsDiscovery {
             {
                 continue;
             }
-            let Some(tag) = self.tag_of(&record.name) else {
+            let Some(tag) = self.tag_of(record.name) else {
                 continue;
             };
             peers.clear();
@@ -477,7 +495,8 @@ impl MdnsDiscovery {
                     }
                 }
                 RData::Srv { port: p, target } => {
-                    let Some(ip) = core::str::from_utf8(target)
+                    let target = target.to_name();
+                    let Some(ip) = core::str::from_utf8(&target)
                         .ok()
                         .and_then(|t| t.parse::<Ipv4Addr>().ok())
                     else {
@@ -500,7 +519,9 @@ impl MdnsDiscovery {
             if !self.first_report(now, tag, addr) {
                 continue;
             }
-            let Some((topic, _)) = self.topic_of(&msg.records[index].name) else {
+            // A first report is rare on a busy LAN; its record is found again by position.
+            let name = msg.records().nth(index).map(|r| r.name);
+            let Some((topic, _)) = name.and_then(|n| self.topic_of(n)) else {
                 continue;
             };
             let topic = topic.clone();
@@ -652,7 +673,43 @@ impl RecordPeers {
 }
 
 /// Every label of an answer's name before the last two (Node's id, domain unchecked).
-fn id_label(name: &[u8]) -> Option<&[u8]> {
+/// The [`HexId`] of [`id_label`] of `name`, read from the packet without writing the whole
+/// dotted name out: only its first bytes are kept, as an id is short. A dot inside a label
+/// counts as a separator, as it does in the dotted name Node reads.
+pub(super) fn id_of(name: NameAt<'_>) -> Option<HexId> {
+    let mut head = [0u8; 2 * KEY_LEN + 1];
+    let mut len = 0usize;
+    // The last two dots of the dotted name, latest second.
+    let mut dots = [None, None];
+    for (i, label) in name.labels().enumerate() {
+        if i > 0 {
+            dots = [dots[1], Some(len)];
+            copy_within_room(&mut head, len, b".");
+            len += 1;
+        }
+        // Without an early exit, so that it compiles to a few vector compares.
+        if label.iter().fold(false, |dot, &b| dot | (b == b'.')) {
+            for (j, _) in label.iter().enumerate().filter(|(_, &b)| b == b'.') {
+                dots = [dots[1], Some(len + j)];
+            }
+        }
+        copy_within_room(&mut head, len, label);
+        len += label.len();
+    }
+    HexId::new(head.get(..dots[0]?)?)
+}
+
+/// Copies what fits of `bytes` into `buf` at `at`.
+fn copy_within_room(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(room) = buf.get_mut(at..) {
+        let n = room.len().min(bytes.len());
+        room[..n].copy_from_slice(&bytes[..n]);
+    }
+}
+
+/// Node's id of a dotted name: every label before the last two (the domain is not checked).
+#[cfg(test)]
+pub(super) fn id_label(name: &[u8]) -> Option<&[u8]> {
     let domain_dot = name.iter().rposition(|&b| b == b'.')?;
     let name = &name[..domain_dot];
     Some(&name[..name.iter().rposition(|&b| b == b'.')?])

@@ -121,15 +121,17 @@ pub enum Section {
     Additional,
 }
 
+/// A record; `N` is how its names are held: a [`Name`] copied out by [`decode`], or a
+/// [`NameAt`] left in the packet by [`decode_received`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record<'a> {
+pub struct Record<'a, N = Name> {
     pub section: Section,
-    pub name: Name,
+    pub name: N,
     pub rtype: u16,
     /// Without the cache-flush bit.
     pub class: u16,
     pub ttl: u32,
-    pub data: RData<'a>,
+    pub data: RData<'a, N>,
 }
 
 /// The rdata kinds dns-discovery reads; everything else is `Other` and ignored.
@@ -137,15 +139,139 @@ pub struct Record<'a> {
 // The inline target makes `Srv` large; records live in one `Vec` per packet, so that costs
 // stack copies, where a `Box` would bring back an allocation per SRV record.
 #[allow(clippy::large_enum_variant)]
-pub enum RData<'a> {
+pub enum RData<'a, N = Name> {
     /// Raw TXT rdata; iterate with [`txt_strings`].
     Txt(&'a [u8]),
     Srv {
         port: u16,
-        target: Name,
+        target: N,
     },
     A(Ipv4Addr),
     Other,
+}
+
+impl<'a> Record<'a, NameAt<'a>> {
+    /// The record with its names copied out of the packet, as [`decode`] gives it.
+    pub fn to_owned_names(&self) -> Record<'a, Name> {
+        let data = match &self.data {
+            RData::Txt(d) => RData::Txt(d),
+            RData::Srv { port, target } => RData::Srv {
+                port: *port,
+                target: target.to_name(),
+            },
+            RData::A(ip) => RData::A(*ip),
+            RData::Other => RData::Other,
+        };
+        Record {
+            section: self.section,
+            name: self.name.to_name(),
+            rtype: self.rtype,
+            class: self.class,
+            ttl: self.ttl,
+            data,
+        }
+    }
+}
+
+/// A name where it lies in a packet that [`decode_received`] has checked: read only when
+/// asked for, so a record that nobody looks at costs no copy of its names.
+#[derive(Clone, Copy)]
+pub struct NameAt<'a> {
+    packet: &'a [u8],
+    at: usize,
+}
+
+impl<'a> NameAt<'a> {
+    /// The dotted name, as [`read_name`] reads it (empty if the packet was not checked).
+    pub fn to_name(&self) -> Name {
+        read_name(self.packet, self.at).map_or(Name::EMPTY, |(name, _)| name)
+    }
+
+    /// Whether the name is `name`, written out as it is (uncompressed).
+    pub fn is(&self, name: &WireName) -> bool {
+        self.packet.get(self.at..self.at + name.len()) == Some(name.as_ref())
+    }
+
+    /// The labels in order, read from the packet.
+    pub fn labels(&self) -> Labels<'a> {
+        Labels {
+            packet: self.packet,
+            at: self.at,
+            jumps: 0,
+        }
+    }
+}
+
+/// A dotted name in wire form as [`Writer`] writes it (uncompressed labels, then a zero),
+/// held inline; for comparing received names byte for byte.
+#[derive(Clone)]
+pub struct WireName {
+    len: u8,
+    bytes: [u8; 64],
+}
+
+impl WireName {
+    /// `dotted` in wire form, if that is at most 64 bytes.
+    pub fn new(dotted: &[u8]) -> Option<WireName> {
+        let mut w = Writer::default();
+        w.name(dotted);
+        let mut bytes = [0; 64];
+        bytes.get_mut(..w.buf.len())?.copy_from_slice(&w.buf);
+        Some(WireName {
+            len: w.buf.len() as u8,
+            bytes,
+        })
+    }
+
+    #[allow(clippy::len_without_is_empty)] // never empty: at least the final zero
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+}
+
+impl AsRef<[u8]> for WireName {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len()]
+    }
+}
+
+/// The labels of a [`NameAt`]: the walk of `walk_name`, which `decode_received` has already
+/// run on the name; on bytes it has not checked, the walk stops rather than fails.
+pub struct Labels<'a> {
+    packet: &'a [u8],
+    at: usize,
+    jumps: usize,
+}
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            let len = usize::from(*self.packet.get(self.at)?);
+            if len & 0xc0 == 0xc0 {
+                let target = usize::from(u16_at(self.packet, self.at).ok()? & 0x3fff);
+                self.jumps += 1;
+                if target >= self.at || self.jumps > MAX_JUMPS {
+                    return None;
+                }
+                self.at = target;
+                continue;
+            }
+            if len == 0 || len & 0xc0 != 0 {
+                return None;
+            }
+            let label = self.packet.get(self.at + 1..self.at + 1 + len)?;
+            self.at += 1 + len;
+            return Some(label);
+        }
+    }
+}
+
+impl core::fmt::Debug for NameAt<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.to_name().fmt(f)
+    }
 }
 
 /// A decoded packet (only the parts used here).
@@ -161,6 +287,45 @@ impl Message<'_> {
     pub fn is_response(&self) -> bool {
         self.flags & FLAG_QR != 0
     }
+}
+
+/// What a receiver reads of a packet ([`decode_received`]): a query's questions, and the
+/// records where they lie in the packet.
+pub struct Received<'a> {
+    pub id: u16,
+    pub flags: u16,
+    /// A query's questions; empty for a response.
+    pub questions: Vec<Question>,
+    packet: &'a [u8],
+    /// Where the answer section starts, and the answer, authority and additional counts.
+    records_at: usize,
+    counts: [u16; 3],
+}
+
+impl<'a> Received<'a> {
+    pub fn is_response(&self) -> bool {
+        self.flags & FLAG_QR != 0
+    }
+
+    /// The records (at most [`MAX_RECORDS`]), read again from the checked packet.
+    pub fn records(&self) -> impl Iterator<Item = Record<'a, NameAt<'a>>> + 'a {
+        let packet = self.packet;
+        let mut at = self.records_at;
+        sections(self.counts).map_while(move |section| {
+            let (record, next) = record_at(packet, at, section).ok()?;
+            at = next;
+            Some(record)
+        })
+    }
+}
+
+/// Each record's section in header order, for the first [`MAX_RECORDS`] records.
+fn sections([an, ns, ar]: [u16; 3]) -> impl Iterator<Item = Section> {
+    let repeat = |s: Section, n: u16| core::iter::repeat(s).take(usize::from(n));
+    repeat(Section::Answer, an)
+        .chain(repeat(Section::Authority, ns))
+        .chain(repeat(Section::Additional, ar))
+        .take(MAX_RECORDS)
 }
 
 fn u16_at(buf: &[u8], at: usize) -> Result<u16, WireError> {
@@ -227,35 +392,71 @@ fn walk_name(
 /// Decodes a packet. Counts beyond the caps are not read (their records are skipped, not
 /// an error), so the work per datagram is bounded by its length and the caps.
 pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
-    decode_with(buf, true)
+    let head = read_head(buf, true)?;
+    let listed = head.counts.iter().map(|&c| usize::from(c)).sum::<usize>();
+    let room = buf.len().saturating_sub(head.records_at);
+    let mut records = Vec::with_capacity(listed.min(MAX_RECORDS).min(room / 11));
+    let mut at = head.records_at;
+    for section in sections(head.counts) {
+        let (record, next) = read_record(buf, at, section, read_name)?;
+        records.push(record);
+        at = next;
+    }
+    Ok(Message {
+        id: head.id,
+        flags: head.flags,
+        questions: head.questions,
+        records,
+    })
 }
 
-/// [`decode`] for a receiver, which never reads a response's questions: those are checked
-/// as `decode` checks them (the same packets fail) but not kept, so `questions` is empty
-/// for a response. Every answer on a busy LAN is read by every host; building its echoed
-/// question was a 256-byte name and an allocation per delivery.
-pub fn decode_received(buf: &[u8]) -> Result<Message<'_>, WireError> {
-    decode_with(buf, false)
+/// [`decode`] for a receiver: the same packets are refused with the same errors and the
+/// same records are read, but a response's questions are only checked, not kept, and the
+/// records' names stay in the packet ([`NameAt`]). Every answer on a busy LAN is read by
+/// every host; copying its names out (a 256-byte [`Name`] each, in an allocated `Vec`) was
+/// most of what reading it cost.
+pub fn decode_received(buf: &[u8]) -> Result<Received<'_>, WireError> {
+    let head = read_head(buf, false)?;
+    let mut at = head.records_at;
+    for section in sections(head.counts) {
+        at = record_at(buf, at, section)?.1;
+    }
+    Ok(Received {
+        id: head.id,
+        flags: head.flags,
+        questions: head.questions,
+        packet: buf,
+        records_at: head.records_at,
+        counts: head.counts,
+    })
 }
 
-fn decode_with(buf: &[u8], response_questions: bool) -> Result<Message<'_>, WireError> {
+/// A packet's header and questions.
+struct Head {
+    id: u16,
+    flags: u16,
+    questions: Vec<Question>,
+    /// Answer, authority and additional counts.
+    counts: [u16; 3],
+    records_at: usize,
+}
+
+/// Reads the header and the questions; a response's questions are kept only if
+/// `response_questions` (they are checked all the same).
+fn read_head(buf: &[u8], response_questions: bool) -> Result<Head, WireError> {
     let id = u16_at(buf, 0)?;
     let flags = u16_at(buf, 2)?;
-    let counts = [
-        u16_at(buf, 4)?,
-        u16_at(buf, 6)?,
-        u16_at(buf, 8)?,
-        u16_at(buf, 10)?,
-    ];
+    let qdcount = u16_at(buf, 4)?;
+    let counts = [u16_at(buf, 6)?, u16_at(buf, 8)?, u16_at(buf, 10)?];
     let mut at = 12;
-    // Sized from the header, but no larger than the caps and what the bytes left could hold
-    // (a question takes at least 5 bytes, a record 11): growing from empty would allocate
-    // four of these large inline-name entries, past the allocator's small-size cache.
+    // Sized from the header, but no larger than the cap and what the bytes left could hold
+    // (a question takes at least 5 bytes): growing from empty would allocate four of these
+    // large inline-name entries, past the allocator's small-size cache.
     let room = buf.len().saturating_sub(12);
     let keep = response_questions || flags & FLAG_QR == 0;
-    let kept = if keep { usize::from(counts[0]) } else { 0 };
+    let kept = if keep { usize::from(qdcount) } else { 0 };
     let mut questions = Vec::with_capacity(kept.min(MAX_QUESTIONS).min(room / 5));
-    for _ in 0..counts[0] {
+    for _ in 0..qdcount {
         if !keep {
             let next = skip_name(buf, at)?;
             u16_at(buf, next + 2)?;
@@ -274,34 +475,34 @@ fn decode_with(buf: &[u8], response_questions: bool) -> Result<Message<'_>, Wire
             });
         }
     }
-    let listed = counts[1..].iter().map(|&c| usize::from(c)).sum::<usize>();
-    let room = buf.len().saturating_sub(at);
-    let mut records = Vec::with_capacity(listed.min(MAX_RECORDS).min(room / 11));
-    let sections = [
-        (Section::Answer, counts[1]),
-        (Section::Authority, counts[2]),
-        (Section::Additional, counts[3]),
-    ];
-    for (section, count) in sections {
-        for _ in 0..count {
-            if records.len() >= MAX_RECORDS {
-                break;
-            }
-            let (record, next) = read_record(buf, at, section)?;
-            records.push(record);
-            at = next;
-        }
-    }
-    Ok(Message {
+    Ok(Head {
         id,
         flags,
         questions,
-        records,
+        counts,
+        records_at: at,
     })
 }
 
-fn read_record(buf: &[u8], at: usize, section: Section) -> Result<(Record<'_>, usize), WireError> {
-    let (name, at) = read_name(buf, at)?;
+/// The record at `at` with its names left in the packet, and the offset after it.
+fn record_at(
+    buf: &[u8],
+    at: usize,
+    section: Section,
+) -> Result<(Record<'_, NameAt<'_>>, usize), WireError> {
+    read_record(buf, at, section, |packet, at| {
+        skip_name(packet, at).map(|next| (NameAt { packet, at }, next))
+    })
+}
+
+/// The record at `at` and the offset after it; `name` reads each of its names.
+fn read_record<'a, N>(
+    buf: &'a [u8],
+    at: usize,
+    section: Section,
+    name: impl Fn(&'a [u8], usize) -> Result<(N, usize), WireError>,
+) -> Result<(Record<'a, N>, usize), WireError> {
+    let (owner, at) = name(buf, at)?;
     let rtype = u16_at(buf, at)?;
     let class = u16_at(buf, at + 2)? & 0x7fff;
     let ttl = (u32::from(u16_at(buf, at + 4)?) << 16) | u32::from(u16_at(buf, at + 6)?);
@@ -313,7 +514,7 @@ fn read_record(buf: &[u8], at: usize, section: Section) -> Result<(Record<'_>, u
         TYPE_A if len == 4 => RData::A(Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3])),
         TYPE_SRV if len >= 7 => {
             // The target may be compressed (mDNS allows it), so it is read from the packet.
-            let (target, _) = read_name(buf, start + 6)?;
+            let (target, _) = name(buf, start + 6)?;
             RData::Srv {
                 port: u16_at(rdata, 4)?,
                 target,
@@ -323,7 +524,7 @@ fn read_record(buf: &[u8], at: usize, section: Section) -> Result<(Record<'_>, u
     };
     let record = Record {
         section,
-        name,
+        name: owner,
         rtype,
         class,
         ttl,
