@@ -230,7 +230,7 @@ impl Swarm {
         let dht = self.dht.as_ref().and_then(|dht| dht.poll_timeout());
         let mdns = self.mdns.as_ref().and_then(|mdns| mdns.poll_timeout());
         let dns = self.dns.as_ref().and_then(DnsClient::poll_timeout);
-        [dht, mdns, dns].into_iter().flatten().min()
+        Instant::earliest(dht, Instant::earliest(mdns, dns))
     }
 
     pub(super) fn handle_discovery_timeout(&mut self, now: Instant) {

@@ -285,10 +285,10 @@ impl Swarm {
     /// `handle_*` call or command.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let own = self.timers.first_at();
-        [own, self.discovery_timeout(), self.utp_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        Instant::earliest(
+            own,
+            Instant::earliest(self.discovery_timeout(), self.utp_timeout()),
+        )
     }
 
     /// Whether the driver should read from `conn` and pass the bytes in as

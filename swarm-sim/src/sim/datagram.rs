@@ -7,10 +7,9 @@
 
 use super::route::Route;
 use super::{Ev, Payload, Sim, SimResult};
-use crate::network::HostId;
+use crate::network::{micros, HostId};
 use crate::node::MDNS_PORT;
 use bytes::Bytes;
-use core::time::Duration;
 use std::net::SocketAddr;
 use swarm_core::mdns::MDNS_GROUP;
 use swarm_core::{Input, Instant, UdpSocket};
@@ -83,7 +82,7 @@ impl Sim {
             None
         };
         for _ in 0..self.copies(h, b) {
-            let at = sent + self.datagram_delay(h, b);
+            let at = Instant::from_micros(sent.as_micros() + self.datagram_delay_us(h, b));
             let Some(socket) = socket else {
                 self.send_remote_datagram(at, b, port, from, data);
                 continue;
@@ -98,19 +97,20 @@ impl Sim {
         }
     }
 
-    /// One copy's delay: the link latency plus jitter; across the internet sometimes held
-    /// back (reordered).
-    fn datagram_delay(&mut self, a: HostId, b: HostId) -> Duration {
-        let mut delay = self.net.datagram_delay(&mut self.rng, a, b);
+    /// One copy's delay in µs: the link latency plus jitter; across the internet sometimes
+    /// held back (reordered).
+    fn datagram_delay_us(&mut self, a: HostId, b: HostId) -> u64 {
+        let mut delay = self.net.datagram_delay_us(&mut self.rng, a, b);
         if self.hosts[a].segment != self.hosts[b].segment {
             let wan = self.net.internet.wan;
-            delay += self.rng.duration(Duration::ZERO, wan.jitter);
+            delay += self.rng.range(0, micros(wan.jitter));
             if wan.reorder > 0.0 && self.rng.chance(wan.reorder) {
-                delay += self.rng.duration(Duration::ZERO, wan.reorder_delay);
+                delay += self.rng.range(0, micros(wan.reorder_delay));
             }
         }
         delay
     }
+
     /// The socket of `b` bound to `port`, if it has one.
     pub(super) fn receiving_socket(&self, b: HostId, port: u16) -> Option<UdpSocket> {
         let host = &self.hosts[b];
