@@ -105,7 +105,19 @@ impl NodeCheck {
 
     /// Checks one event against the history and records it.
     pub fn on_event(&mut self, event: &Event) -> Result<(), String> {
-        self.passed_with = None;
+        // Only the events that change what `check_counters` reads forget its last pass; the
+        // rest (`peer`, `peer-rejected`, on a busy LAN most events) leave it standing.
+        if matches!(
+            event,
+            Event::PeerBanned { .. }
+                | Event::Connecting(_)
+                | Event::ConnectFailed { .. }
+                | Event::Handshaking { .. }
+                | Event::Connection { .. }
+                | Event::ConnectionClosed { .. }
+        ) {
+            self.passed_with = None;
+        }
         match event {
             Event::PeerBanned { peer, .. } => {
                 self.banned.insert((peer.addr, peer.topic.clone()));
