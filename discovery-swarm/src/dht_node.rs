@@ -92,7 +92,10 @@ pub async fn run(args: crate::DhtNodeArgs) -> ExitCode {
                 // Everything already queued, up to a batch, before sending the answers.
                 Ok(()) => for _ in 0..RECV_BATCH {
                     match socket.try_recv_from(&mut buf) {
-                        Ok((len, from)) => node.handle_datagram(now(), from, &buf[..len]),
+                        // A DHT-only port: whatever was not KRPC is dropped.
+                        Ok((len, from)) => {
+                            node.handle_datagram(now(), from, &buf[..len]);
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                         Err(e) => {
                             tracing::debug!(error = %e, "receive failed");

@@ -121,3 +121,39 @@ fn nodes_that_only_queried_us_are_pinged_once_and_at_a_bounded_rate() {
     assert!(n.table().len() > 100, "{}", n.table().len());
     assert!((20..=31).contains(&pings), "{pings} verification pings");
 }
+
+/// The node tells a port sharer what was KRPC: any bencoded dictionary (answered or not,
+/// however malformed), and nothing else, which it leaves untouched.
+#[test]
+fn only_bencoded_dictionaries_are_taken_as_krpc() {
+    let mut n = DhtNode::new(DhtConfig::new(13), T0);
+    let from = SocketAddr::from(([10, 7, 0, 2], 6881));
+    let ping = query(b"aa", NodeId([3; 20]), &Query::Ping);
+    assert!(n.handle_datagram(T0, from, &ping));
+    assert!(
+        drain(&mut n).iter().any(|(to, _)| *to == from),
+        "a ping is answered"
+    );
+    // Dictionaries that are not valid KRPC: an unknown type, a query without arguments.
+    assert!(n.handle_datagram(T0, from, b"d1:t2:aa1:y1:xe"));
+    assert!(n.handle_datagram(T0, from, b"d1:q4:ping1:t2:aa1:y1:qe"));
+    // Not dictionaries: a list, a truncated dictionary, a DNS header starting with `d`,
+    // a uTP packet.
+    for other in [
+        &b"l1:ae"[..],
+        b"d1:t2:aa",
+        &[0x64, 0x31, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0],
+        &[
+            0x41, 0x00, 0x12, 0x34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 1, 0, 0,
+        ],
+    ] {
+        assert!(!n.handle_datagram(T0, from, other), "{other:?}");
+    }
+    // The query without arguments got a protocol error; nothing else was sent.
+    let sent = drain(&mut n);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(matches!(
+        krpc::parse(&sent[0].1).map(|m| m.body),
+        Ok(Body::Error { .. })
+    ));
+}

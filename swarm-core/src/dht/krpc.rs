@@ -120,6 +120,12 @@ pub struct ParseError<'a> {
 }
 
 impl ParseError<'_> {
+    /// Whether the input was a bencoded dictionary, which Node's k-rpc-socket takes as KRPC
+    /// (however malformed); anything else on the port belongs to another protocol.
+    pub fn is_dict(&self) -> bool {
+        !matches!(self.error, KrpcError::Bencode(_) | KrpcError::NotADict)
+    }
+
     /// The BEP 5 error code for a reply, if one is due.
     pub fn reply_code(&self) -> Option<i64> {
         self.query_t?;

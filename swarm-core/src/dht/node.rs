@@ -403,12 +403,17 @@ impl DhtNode {
     }
 
     /// Handles one UDP datagram from `from`. Malformed or unsolicited input is dropped
-    /// (queries that are recognisably queries get a 203/204 error).
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    /// (queries that are recognisably queries get a 203/204 error). Returns whether it was
+    /// KRPC at all (a bencoded dictionary): a datagram that was not may be another
+    /// protocol's on a shared port, and was left alone.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> bool {
         let from = normalize_addr(from);
         let msg = match krpc::parse(data) {
             Ok(msg) => msg,
             Err(e) => {
+                if !e.is_dict() {
+                    return false;
+                }
                 if let (Some(code), Some(t)) = (e.reply_code(), e.query_t) {
                     if self.allow(now, from.ip()) {
                         let message: &[u8] = if code == krpc::ERROR_METHOD_UNKNOWN {
@@ -419,7 +424,7 @@ impl DhtNode {
                         self.send_error(from, t, code, message);
                     }
                 }
-                return;
+                return true;
             }
         };
         match msg.body {
@@ -432,6 +437,7 @@ impl DhtNode {
             // An error reply gives the lookup nothing, but the node is alive.
             Body::Error { .. } => self.handle_reply(now, from, msg.t, None),
         }
+        true
     }
 
     /// GCRA: each query pushes the IP's theoretical arrival time one interval later; more

@@ -174,12 +174,10 @@ impl Swarm {
             self.on_utp_datagram(now, from, data);
             return;
         }
+        // The DHT reads it once, and says whether it was a bencoded dictionary.
         let mut taken = false;
-        if is_bencoded_dict(data) {
-            if let Some(dht) = self.dht.as_mut() {
-                dht.handle_datagram(now, from, data);
-                taken = true;
-            }
+        if let Some(dht) = self.dht.as_mut() {
+            taken = dht.handle_datagram(now, from, data);
         }
         taken |= self.on_dns_datagram(now, from, data);
         if !taken {
@@ -334,15 +332,6 @@ impl Swarm {
             }
         }
     }
-}
-
-/// KRPC is a bencoded dictionary; Node's k-rpc-socket ignores anything that does not decode.
-fn is_bencoded_dict(data: &[u8]) -> bool {
-    use crate::dht::bencode;
-    matches!(
-        bencode::parse(data, bencode::Limits::KRPC),
-        Ok(bencode::Value::Dict(_))
-    )
 }
 
 /// The unicast dns-discovery client of a configuration, if it names servers. With uTP on it
