@@ -115,8 +115,6 @@ struct Joined {
     first_done: bool,
 }
 
-/// The dns-discovery mDNS engine. Inputs: [`join`](Self::join), [`leave`](Self::leave),
-/// [`handle_datagram`](Self::handle_datagram), [`handle_timeout`](Self::handle_timeout).
 /// The latest join's id, looked up before the table (see `MdnsDiscovery::hot_id`).
 struct HotId {
     id: HexId,
@@ -126,6 +124,8 @@ struct HotId {
     entry: (Bytes, u64),
 }
 
+/// The dns-discovery mDNS engine. Inputs: [`join`](Self::join), [`leave`](Self::leave),
+/// [`handle_datagram`](Self::handle_datagram), [`handle_timeout`](Self::handle_timeout).
 /// Outputs: [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
 /// [`poll_timeout`](Self::poll_timeout); each may change after any input.
 pub struct MdnsDiscovery {
@@ -672,10 +672,10 @@ impl RecordPeers {
     }
 }
 
-/// Every label of an answer's name before the last two (Node's id, domain unchecked).
-/// The [`HexId`] of [`id_label`] of `name`, read from the packet without writing the whole
-/// dotted name out: only its first bytes are kept, as an id is short. A dot inside a label
-/// counts as a separator, as it does in the dotted name Node reads.
+/// The [`HexId`] of Node's id of `name` (every label before the last two, the domain
+/// unchecked; the tests hold it to `id_label` of the dotted name), read from the packet
+/// without writing the dotted name out: only its first bytes are kept, as an id is short. A
+/// dot inside a label counts as a separator, as it does in the dotted name Node reads.
 pub(super) fn id_of(name: NameAt<'_>) -> Option<HexId> {
     let mut head = [0u8; 2 * KEY_LEN + 1];
     let mut len = 0usize;

@@ -487,7 +487,7 @@ impl Swarm {
         Ok(conn)
     }
 
-    /// Completes the handshake of a connection in [`HandshakeMode::External`]: the
+    /// Completes the handshake of a connection in [`HandshakeMode::External`](crate::HandshakeMode::External): the
     /// application's protocol reported the remote id and optional discovery key.
     pub fn complete_handshake(
         &mut self,
