@@ -1,11 +1,15 @@
-//! A simulation split by LAN segment across threads, one [`Sim`] per partition.
+//! A simulation split by LAN segment into partitions, one [`Sim`] each, run by a pool of
+//! threads: in each window the threads take the partitions one by one, so more partitions
+//! than threads even out the windows' uneven work (a thread that drew a busy partition runs
+//! fewer others).
 //!
 //! Conservative time windows: nothing crosses between segments faster than the WAN's base
 //! latency (the [lookahead](Sim::lookahead)), so while every partition runs the events of
 //! `[t, t + lookahead)`, none can be sent one by another within that window. After each
 //! window the partitions exchange what their hosts sent each other, in a fixed order (by
 //! sending partition, then as it arose), and go on. The run is therefore the same for the
-//! same seed and partition count, however the threads are scheduled. It is not the same run
+//! same seed and partition count, however many threads run it and however they are
+//! scheduled. It is not the same run
 //! as one unpartitioned `Sim` of the seed: each partition draws from its own generator.
 //!
 //! Multicast stays within a segment and so within a partition; what crosses is DHT and
@@ -15,138 +19,201 @@
 use crate::sim::{Partition, Remote};
 use crate::{Sim, Violation};
 use core::time::Duration;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::{Barrier, Mutex};
 use std::time::Instant as WallClock;
 use swarm_core::Instant;
 
-/// What a partition sends another after a window; `None` when it stopped on a violation.
-type Batch = Option<Vec<Remote>>;
-
-/// Where one partition's thread spent its wall time.
+/// Where one thread spent its wall time.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Times {
-    /// Running its own events.
+    /// Running partitions' windows (taking in what the others sent included).
     pub running: Duration,
-    /// Waiting for the other partitions to finish a window (and taking in what they sent).
+    /// Waiting for the other threads to finish a window.
     pub waiting: Duration,
     pub windows: u64,
 }
 
-/// Runs `count` partitions, each on a thread of its own with the `Sim` that `build` makes
-/// for it (its config's `partition` set to that partition, everything else alike), up to
-/// each of `checkpoints` (increasing) in turn. At each checkpoint every partition's
-/// `observe` is handed, in partition order, to `report`. Returns the first violation any
-/// partition met (the others stop at the next window), or where each partition's thread
-/// spent its time.
+/// Runs `count` partitions on `threads` threads (at most `count`), each partition a `Sim`
+/// that `build` makes for it (its config's `partition` set to that partition, everything
+/// else alike), up to each of `checkpoints` (increasing) in turn. In each window the threads
+/// take the partitions one by one, as each finishes its last (more partitions than threads
+/// balance the windows' uneven work). At each checkpoint every partition's `observe` is
+/// handed, in partition order, to `report`. Returns the first violation (lowest partition)
+/// any partition met in the window it stopped in, or where each thread spent its time.
+///
+/// What a partition does depends only on its own events and what the others sent it, taken
+/// in partition order, so the run is the same for the same seed and partition count however
+/// many threads run it.
 pub fn run<S: Send>(
     count: usize,
+    threads: usize,
     build: impl Fn(Partition) -> Sim + Sync,
     checkpoints: &[Instant],
     observe: impl Fn(&Sim) -> S + Sync,
     mut report: impl FnMut(usize, Vec<S>),
 ) -> Result<Vec<Times>, Violation> {
     assert!(count > 0, "no partitions");
-    // One channel per ordered pair of partitions, so each window's batches are read in
-    // partition order whatever order they were sent in: `senders[from][to]` feeds
-    // `receivers[to][from]`.
-    let mut senders: Vec<Vec<Option<Sender<Batch>>>> = (0..count).map(|_| Vec::new()).collect();
-    let mut receivers: Vec<Vec<Option<Receiver<Batch>>>> = (0..count).map(|_| Vec::new()).collect();
-    for (from, out) in senders.iter_mut().enumerate() {
-        for (to, inbox) in receivers.iter_mut().enumerate() {
-            let (tx, rx) = channel();
-            out.push((from != to).then_some(tx));
-            inbox.push((from != to).then_some(rx));
-        }
-    }
-    let (seen_tx, seen_rx) = channel::<(usize, usize, S)>();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = senders
-            .into_iter()
-            .zip(receivers)
-            .enumerate()
-            .map(|(index, (out, inbox))| {
-                let (build, observe, seen) = (&build, &observe, seen_tx.clone());
+    let threads = threads.clamp(1, count);
+    let shared = Shared {
+        slots: (0..count).map(|_| Mutex::new(None)).collect(),
+        // `mail[parity][from * count + to]`: what `from` sent `to` in a window of that parity.
+        mail: [0, 1].map(|_| (0..count * count).map(|_| Mutex::new(Vec::new())).collect()),
+        next: [AtomicUsize::new(0), AtomicUsize::new(0)],
+        barrier: Barrier::new(threads),
+        failed: Mutex::new(Vec::new()),
+        count,
+    };
+    let (seen_tx, seen_rx) = channel::<(usize, Vec<S>)>();
+    let times = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (shared, build, observe, seen) = (&shared, &build, &observe, seen_tx.clone());
                 scope.spawn(move || {
-                    let sim = build(Partition { index, count });
-                    run_partition(sim, &out, &inbox, checkpoints, |at, sim| {
+                    worker(shared, t, threads, build, checkpoints, |at| {
+                        // Observed by one thread while the others wait at the barrier.
+                        let all = (0..shared.count)
+                            .map(|i| {
+                                let slot = shared.slots[i].lock().expect("no thread panicked");
+                                observe(&slot.as_ref().expect("built").0)
+                            })
+                            .collect();
                         // The main thread only stops listening once every worker is done.
-                        let _ = seen.send((at, index, observe(sim)));
+                        let _ = seen.send((at, all));
                     })
                 })
             })
             .collect();
         drop(seen_tx);
-        let mut pending: Vec<Vec<Option<S>>> = checkpoints
-            .iter()
-            .map(|_| (0..count).map(|_| None).collect())
-            .collect();
-        let mut next = 0;
-        for (at, index, s) in seen_rx {
-            pending[at][index] = Some(s);
-            while next < checkpoints.len() && pending[next].iter().all(Option::is_some) {
-                let all = pending[next].iter_mut().filter_map(Option::take).collect();
-                report(next, all);
-                next += 1;
-            }
+        for (at, all) in seen_rx {
+            report(at, all);
         }
-        let results: Vec<_> = workers
+        workers
             .into_iter()
-            .map(|w| w.join().expect("a partition panicked"))
-            .collect();
-        // Partitions stopped by another's violation report `Err(None)`.
-        if let Some(v) = results
-            .iter()
-            .find_map(|r| r.as_ref().err().cloned().flatten())
-        {
-            return Err(v);
-        }
-        Ok(results.into_iter().flatten().collect())
-    })
+            .map(|w| w.join().expect("a partition's thread panicked"))
+            .collect::<Vec<Times>>()
+    });
+    let mut failed = shared.failed.into_inner().expect("no thread panicked");
+    failed.sort_by_key(|(i, _)| *i);
+    match failed.into_iter().next() {
+        Some((_, v)) => Err(v),
+        None => Ok(times),
+    }
 }
 
-/// One partition's windows. `Err(None)`: another partition stopped the run.
-fn run_partition(
-    mut sim: Sim,
-    out: &[Option<Sender<Batch>>],
-    inbox: &[Option<Receiver<Batch>>],
+/// A partition's `Sim`, movable between threads.
+struct Movable(Sim);
+
+// SAFETY: a `Sim` is not `Send` only because its in-flight datagrams share their bytes
+// through `Rc`. Every such `Rc` and all its clones live inside the one `Sim` (the type is
+// private and no method hands one out), so moving the whole `Sim` moves every owner of each
+// count at once, and the `Mutex` around it lets one thread at a time touch it.
+#[allow(unsafe_code)]
+unsafe impl Send for Movable {}
+
+/// What the threads share.
+struct Shared {
+    slots: Vec<Mutex<Option<Movable>>>,
+    mail: [Vec<Mutex<Vec<Remote>>>; 2],
+    /// The next partition to take, for windows of each parity.
+    next: [AtomicUsize; 2],
+    barrier: Barrier,
+    /// Partitions that met a violation.
+    failed: Mutex<Vec<(usize, Violation)>>,
+    count: usize,
+}
+
+/// One thread's share: it builds partitions `t, t + threads, ...`, then in every window takes
+/// partitions until none is left, and meets the others at the window's end.
+fn worker(
+    shared: &Shared,
+    t: usize,
+    threads: usize,
+    build: &(impl Fn(Partition) -> Sim + Sync),
     checkpoints: &[Instant],
-    mut observe: impl FnMut(usize, &Sim),
-) -> Result<Times, Option<Violation>> {
-    let lookahead = sim.lookahead().as_micros() as u64;
+    mut observe_all: impl FnMut(usize),
+) -> Times {
+    let count = shared.count;
+    // Every partition is built alike, so each thread reads the windows off its first one
+    // (partition `t`, as `t < threads <= count`), before any of them runs.
+    let mut windows = None;
+    for index in (t..count).step_by(threads) {
+        let sim = build(Partition { index, count });
+        windows.get_or_insert((sim.lookahead().as_micros() as u64, sim.now().as_micros()));
+        *shared.slots[index].lock().expect("no thread panicked") = Some(Movable(sim));
+    }
+    let (lookahead, mut t_now) = windows.expect("every thread has a partition");
+    shared.barrier.wait();
     assert!(
         lookahead > 0,
         "a partitioned run needs a WAN latency above zero"
     );
-    let mut t = sim.now().as_micros();
     let mut times = Times::default();
+    let mut window = 0usize;
     for (at, checkpoint) in checkpoints.iter().enumerate() {
-        while t < checkpoint.as_micros() {
-            let end = (t + lookahead).min(checkpoint.as_micros());
-            // Everything before `end`; what other partitions send arrives at `end` or later.
+        while t_now < checkpoint.as_micros() {
+            let end = (t_now + lookahead).min(checkpoint.as_micros());
+            let parity = window % 2;
             let started = WallClock::now();
-            let ran = sim.run_until(Instant::from_micros(end - 1));
-            let outbox = sim.take_outbox();
+            while let Some(i) = take(&shared.next[parity], count) {
+                run_window(shared, i, parity, Instant::from_micros(end - 1));
+            }
             let ran_until = WallClock::now();
             times.running += ran_until - started;
             times.windows += 1;
-            let failed = ran.is_err();
-            for (batch, tx) in outbox.into_iter().zip(out) {
-                if let Some(tx) = tx {
-                    // A partition that has stopped no longer reads; nothing to do about it.
-                    let _ = tx.send((!failed).then_some(batch));
-                }
-            }
-            ran.map_err(Some)?;
-            for rx in inbox.iter().flatten() {
-                match rx.recv() {
-                    Ok(Some(batch)) => sim.receive(batch),
-                    Ok(None) | Err(_) => return Err(None),
-                }
+            // Everything of this window is sent; the counter of the window after next (this
+            // one's) is free again once every thread is here.
+            if shared.barrier.wait().is_leader() {
+                shared.next[parity].store(0, Ordering::Relaxed);
             }
             times.waiting += ran_until.elapsed();
-            t = end;
+            if !shared.failed.lock().expect("no thread panicked").is_empty() {
+                return times;
+            }
+            window += 1;
+            t_now = end;
         }
-        observe(at, &sim);
+        // Observed by one thread while the others wait, before any runs on.
+        if shared.barrier.wait().is_leader() {
+            observe_all(at);
+        }
+        shared.barrier.wait();
     }
-    Ok(times)
+    times
+}
+
+/// The next partition index of a window, if any is left.
+fn take(next: &AtomicUsize, count: usize) -> Option<usize> {
+    let i = next.fetch_add(1, Ordering::Relaxed);
+    (i < count).then_some(i)
+}
+
+/// Partition `i`'s window: it takes in what the others sent it in the window before (by
+/// sending partition), runs its events before `until`'s end, and posts what it sent.
+fn run_window(shared: &Shared, i: usize, parity: usize, until: Instant) {
+    let count = shared.count;
+    let mut slot = shared.slots[i].lock().expect("no thread panicked");
+    let sim = &mut slot.as_mut().expect("built").0;
+    for from in (0..count).filter(|&from| from != i) {
+        let inbox = &shared.mail[1 - parity][from * count + i];
+        sim.receive(core::mem::take(
+            &mut *inbox.lock().expect("no thread panicked"),
+        ));
+    }
+    let ran = sim.run_until(until);
+    for (to, batch) in sim.take_outbox().into_iter().enumerate() {
+        if to != i {
+            *shared.mail[parity][i * count + to]
+                .lock()
+                .expect("no thread panicked") = batch;
+        }
+    }
+    if let Err(v) = ran {
+        shared
+            .failed
+            .lock()
+            .expect("no thread panicked")
+            .push((i, v));
+    }
 }

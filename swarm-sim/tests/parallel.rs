@@ -71,10 +71,15 @@ fn seen(sim: &Sim) -> Seen {
 }
 
 fn partitioned(seed: u64, max_connections: usize, count: usize) -> Vec<Seen> {
+    on_threads(seed, max_connections, count, count)
+}
+
+fn on_threads(seed: u64, max_connections: usize, count: usize, threads: usize) -> Vec<Seen> {
     let end = [Instant::ZERO + Duration::from_secs(90)];
     let mut out = Vec::new();
     swarm_sim::parallel::run(
         count,
+        threads,
         |p| network(seed, max_connections, Some(p)),
         &end,
         seen,
@@ -113,6 +118,16 @@ fn a_partitioned_run_is_deterministic() {
         let b = partitioned(seed, 3, 2);
         assert_eq!(a, b, "seed {seed}");
         assert_ne!(a, partitioned(seed + 100, 3, 2));
+    }
+}
+
+/// The run depends on the partition count, not on how many threads share the partitions.
+#[test]
+fn a_partitioned_run_is_the_same_on_any_number_of_threads() {
+    for seed in 0..3 {
+        let on_one = on_threads(seed, 3, 4, 1);
+        assert_eq!(on_one, on_threads(seed, 3, 4, 2), "seed {seed}");
+        assert_eq!(on_one, on_threads(seed, 3, 4, 4), "seed {seed}");
     }
 }
 

@@ -4,7 +4,8 @@
 //! node-seconds per wall second, datagram and connection counts, and the simulator's own
 //! time per delivered datagram (wall time outside the cores divided by deliveries).
 //!
-//! `cargo run -p swarm-sim --release --bin swarm-sim-scale -- --nodes 10000 --minutes 10`
+//! `cargo run -p swarm-sim --release --bin swarm-sim-scale -- --nodes 10000 --minutes 10
+//! --threads 2 --partitions 8`
 //! (wrap in `/usr/bin/time -v` for the peak memory; `--no-huge-pages` to run on 4 KiB pages).
 
 use bytes::Bytes;
@@ -42,11 +43,16 @@ struct Args {
     /// Leave glibc's heap on 4 KiB pages (see `reexec_with_huge_pages`).
     #[arg(long)]
     no_huge_pages: bool,
-    /// Split the network by segment into this many partitions, each run by a thread of its
-    /// own (`swarm_sim::parallel`); 1 = one simulation on this thread. A partitioned run is
-    /// deterministic for a given seed and count, but not the same run as another count's.
+    /// Threads that run the partitions (`swarm_sim::parallel`); with one partition, the
+    /// simulation runs on this thread. A partitioned run is deterministic for a given seed
+    /// and partition count, but not the same run as another count's.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Partitions the threads share, taken one by one in each window (default: one per
+    /// thread). More than threads balance the windows' uneven work; the run depends on the
+    /// partition count, not on the thread count.
+    #[arg(long)]
+    partitions: Option<usize>,
 }
 
 /// glibc backs its heap with transparent huge pages only when asked, and reads that tunable
@@ -222,7 +228,8 @@ fn main() {
         );
         last = s;
     };
-    if args.threads <= 1 {
+    let partitions = args.partitions.unwrap_or(args.threads).max(1);
+    if partitions <= 1 {
         let mut sim = build(&args, None);
         for (at, checkpoint) in checkpoints.iter().enumerate() {
             if let Err(v) = sim.run_until(*checkpoint) {
@@ -233,6 +240,7 @@ fn main() {
         }
     } else {
         let run = swarm_sim::parallel::run(
+            partitions,
             args.threads,
             |p| build(&args, Some(p)),
             &checkpoints,
@@ -243,7 +251,7 @@ fn main() {
             Ok(times) => {
                 for (i, t) in times.iter().enumerate() {
                     eprintln!(
-                        "partition {i}: running {:.2?}, waiting for the others {:.2?} \
+                        "thread {i}: running {:.2?}, waiting for the others {:.2?} \
                          ({} windows)",
                         t.running, t.waiting, t.windows
                     );
