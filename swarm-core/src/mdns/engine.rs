@@ -681,8 +681,8 @@ pub(super) fn id_of(name: NameAt<'_>) -> Option<HexId> {
     let mut len = 0usize;
     // The last two dots of the dotted name, latest second.
     let mut dots = [None, None];
-    for (i, label) in name.labels().enumerate() {
-        if i > 0 {
+    let walked = name.for_each_label(|label| {
+        if len > 0 {
             dots = [dots[1], Some(len)];
             copy_within_room(&mut head, len, b".");
             len += 1;
@@ -695,6 +695,9 @@ pub(super) fn id_of(name: NameAt<'_>) -> Option<HexId> {
         }
         copy_within_room(&mut head, len, label);
         len += label.len();
+    });
+    if !walked {
+        return None;
     }
     HexId::new(head.get(..dots[0]?)?)
 }

@@ -192,13 +192,14 @@ impl<'a> NameAt<'a> {
         self.packet.get(self.at..self.at + name.len()) == Some(name.as_ref())
     }
 
-    /// The labels in order, read from the packet.
-    pub fn labels(&self) -> Labels<'a> {
-        Labels {
-            packet: self.packet,
-            at: self.at,
-            jumps: 0,
-        }
+    /// Hands each label to `label` in order, as [`read_name`] walks them; false if the name
+    /// is not one `decode_received` checked.
+    pub fn for_each_label(&self, mut label: impl FnMut(&[u8])) -> bool {
+        walk_name(self.packet, self.at, |l| {
+            label(l);
+            true
+        })
+        .is_ok()
     }
 }
 
@@ -232,39 +233,6 @@ impl WireName {
 impl AsRef<[u8]> for WireName {
     fn as_ref(&self) -> &[u8] {
         &self.bytes[..self.len()]
-    }
-}
-
-/// The labels of a [`NameAt`]: the walk of `walk_name`, which `decode_received` has already
-/// run on the name; on bytes it has not checked, the walk stops rather than fails.
-pub struct Labels<'a> {
-    packet: &'a [u8],
-    at: usize,
-    jumps: usize,
-}
-
-impl<'a> Iterator for Labels<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        loop {
-            let len = usize::from(*self.packet.get(self.at)?);
-            if len & 0xc0 == 0xc0 {
-                let target = usize::from(u16_at(self.packet, self.at).ok()? & 0x3fff);
-                self.jumps += 1;
-                if target >= self.at || self.jumps > MAX_JUMPS {
-                    return None;
-                }
-                self.at = target;
-                continue;
-            }
-            if len == 0 || len & 0xc0 != 0 {
-                return None;
-            }
-            let label = self.packet.get(self.at + 1..self.at + 1 + len)?;
-            self.at += 1 + len;
-            return Some(label);
-        }
     }
 }
 
