@@ -1,6 +1,7 @@
 //! The sans-IO dns-discovery engine over mDNS.
 
 use super::limit::{Limiter, Rate};
+use super::recent::RecentReports;
 use super::topic::{dns_name, hex_id, HexId, KeyHash, DOMAIN, KEY_LEN};
 use super::txt;
 use super::wire::{self, NameAt, RData, Received, Writer, CLASS_IN, TYPE_A, TYPE_SRV, TYPE_TXT};
@@ -152,7 +153,7 @@ pub struct MdnsDiscovery {
     /// The token each recent sender gets from us (see `MAX_SENDER_TOKENS`).
     sender_tokens: Map<Ipv4Addr, txt::Token>,
     /// Peers reported recently, with when (see `REPEAT_WINDOW`).
-    recent: Map<(u64, SocketAddrV4), Instant>,
+    recent: RecentReports,
     limiter: Limiter,
     transmits: VecDeque<(SocketAddr, Bytes)>,
     events: VecDeque<MdnsEvent>,
@@ -181,7 +182,7 @@ impl MdnsDiscovery {
             scratch_found: Vec::new(),
             own_tokens: new_map(seed),
             sender_tokens: new_map(seed),
-            recent: new_map(seed),
+            recent: RecentReports::new(seed),
             limiter: Limiter::new(seed, per_source, global),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -235,7 +236,7 @@ impl MdnsDiscovery {
         };
         self.refresh_next_round();
         // A rejoin reports its peers afresh.
-        self.recent.retain(|(t, _), _| *t != j.tag);
+        self.recent.retain(|t, _| t != j.tag);
         // Another topic may hash to the same id (custom hash); keep the id if so.
         if self.hot_id.as_ref().is_some_and(|hot| hot.id == j.id) {
             self.hot_id = None;
@@ -536,27 +537,26 @@ impl MdnsDiscovery {
     /// Whether `addr` for the join tagged `tag` was reported within `REPEAT_WINDOW`.
     fn is_repeat(&self, now: Instant, tag: u64, addr: SocketAddrV4) -> bool {
         self.recent
-            .get(&(tag, addr))
-            .is_some_and(|at| now - *at < REPEAT_WINDOW)
+            .get(tag, addr)
+            .is_some_and(|at| now - at < REPEAT_WINDOW)
     }
 
     /// Whether `addr` for the join tagged `tag` has not been reported within `REPEAT_WINDOW`;
     /// records it.
     fn first_report(&mut self, now: Instant, tag: u64, addr: SocketAddrV4) -> bool {
-        let key = (tag, addr);
-        if let Some(at) = self.recent.get_mut(&key) {
-            if now - *at < REPEAT_WINDOW {
+        if let Some(at) = self.recent.get(tag, addr) {
+            if now - at < REPEAT_WINDOW {
                 self.stats.repeats += 1;
                 return false;
             }
-            *at = now;
+            self.recent.set(tag, addr, now);
             return true;
         }
         if self.recent.len() >= MAX_RECENT {
-            self.recent.retain(|_, at| now - *at < REPEAT_WINDOW);
+            self.recent.retain(|_, at| now - at < REPEAT_WINDOW);
         }
         if self.recent.len() < MAX_RECENT {
-            self.recent.insert(key, now);
+            self.recent.set(tag, addr, now);
         }
         true
     }

@@ -34,6 +34,7 @@
 
 mod engine;
 pub(crate) mod limit;
+mod recent;
 pub mod topic;
 pub mod txt;
 pub mod wire;
