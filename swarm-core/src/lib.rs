@@ -51,6 +51,11 @@ pub(crate) fn new_map<K, V>(seed: u64) -> Map<K, V> {
     Map::with_hasher(foldhash::fast::FixedState::with_seed(seed))
 }
 
+/// The address of `field`, for cache hints (see [`Swarm::datagram_hints`]).
+pub(crate) fn line_of<T>(field: &T) -> *const u8 {
+    (field as *const T).cast()
+}
+
 pub mod config;
 mod deadlines;
 pub mod dedup;

@@ -150,6 +150,13 @@ impl<T> EventQueue<T> {
         self.current.pop().map(|e| (e.at, e.item))
     }
 
+    /// The item `n` places after the earliest, if the current bucket holds it (for
+    /// prefetching: an entry beyond the bucket may still be preceded by new ones).
+    pub fn ahead(&self, n: usize) -> Option<&T> {
+        let len = self.current.len();
+        len.checked_sub(n + 1).map(|i| &self.current[i].item)
+    }
+
     pub fn len(&self) -> usize {
         self.current.len() + self.in_ring + self.far.len()
     }
@@ -174,6 +181,20 @@ mod tests {
         q.push(t(1), "b");
         let order: Vec<_> = std::iter::from_fn(|| q.pop().map(|(_, x)| x)).collect();
         assert_eq!(order, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn ahead_names_the_next_entries_of_the_current_bucket() {
+        let mut q = EventQueue::default();
+        let t = Instant::from_micros;
+        for (at, x) in [(3, "c"), (1, "a"), (2, "b"), (5_000, "far")] {
+            q.push(t(at), x);
+        }
+        assert_eq!(q.pop(), Some((t(1), "a")));
+        assert_eq!(q.ahead(0), Some(&"b"));
+        assert_eq!(q.ahead(1), Some(&"c"));
+        // Beyond the bucket, something may still be queued in front of it.
+        assert_eq!(q.ahead(2), None);
     }
 
     /// Against a binary heap of (time, seq): interleaved pushes (near, far, at the current

@@ -344,6 +344,15 @@ impl DhtNode {
         Some(t)
     }
 
+    /// See [`Swarm::datagram_hints`](crate::Swarm::datagram_hints): the fields
+    /// [`poll_timeout`](Self::poll_timeout) reads.
+    pub(crate) fn timer_hints(&self, line: &mut impl FnMut(*const u8)) {
+        line(crate::line_of(&self.tokens));
+        line(crate::line_of(&self.next_maintenance));
+        line(crate::line_of(&self.deadlines));
+        line(crate::line_of(&self.rebootstrap_at));
+    }
+
     /// Expires queries, rotates token secrets and runs housekeeping due by `now`; calling it
     /// early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {

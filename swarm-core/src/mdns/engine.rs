@@ -336,6 +336,24 @@ impl MdnsDiscovery {
         self.read_records(now, sender, from.port(), &msg);
     }
 
+    /// See [`Swarm::datagram_hints`](crate::Swarm::datagram_hints): the fields reading an
+    /// answer starts from.
+    pub(crate) fn datagram_hints(&self, from: SocketAddr, line: &mut impl FnMut(*const u8)) {
+        line(crate::line_of(&self.hot_id));
+        line(crate::line_of(&self.recent));
+        line(crate::line_of(&self.events));
+        line(crate::line_of(&self.next_round));
+        line(crate::line_of(&self.stats));
+        line(crate::line_of(&self.sender_tokens));
+        line(crate::line_of(&self.own_tokens));
+        // An answer's peer is nearly always its sender, under the latest join.
+        if let (Some(hot), Some(ip)) = (&self.hot_id, ipv4_of(from.ip())) {
+            if let Some(slot) = self.recent.prefetch_hint(hot.entry.1, ip) {
+                line(slot);
+            }
+        }
+    }
+
     /// Answers the questions about topics we announce (and the bare-domain TXT probe).
     fn answer(&mut self, now: Instant, querier: Ipv4Addr, port: u16, msg: &Received<'_>) {
         // Collect (question index, record count) first, to write the header counts.

@@ -11,7 +11,7 @@
 use crate::time::Instant;
 use core::hash::BuildHasher;
 use foldhash::fast::FixedState;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// A slot is half a cache line and never straddles one.
 #[derive(Clone, Copy, Default)]
@@ -97,7 +97,11 @@ impl RecentReports {
             return Err(0);
         }
         let mask = self.slots.len() - 1;
-        let mut i = self.hasher.hash_one((tag, addr)) as usize & mask;
+        let mut i = self.first_slot(tag, *addr.ip());
+        // Double hashing: the ports of one IP share a first slot (the one `prefetch_hint`
+        // names) but then part ways, so many peers behind one address form no long run.
+        // The stride is odd, so in a power-of-two table it visits every slot.
+        let stride = self.hasher.hash_one((addr.port(), tag)) as usize | 1;
         loop {
             let slot = &self.slots[i];
             if !slot.used {
@@ -106,8 +110,21 @@ impl RecentReports {
             if slot.holds(tag, addr) {
                 return Ok(i);
             }
-            i = (i + 1) & mask;
+            i = i.wrapping_add(stride) & mask;
         }
+    }
+
+    fn first_slot(&self, tag: u64, ip: Ipv4Addr) -> usize {
+        self.hasher.hash_one((tag, ip)) as usize & (self.slots.len() - 1)
+    }
+
+    /// The address of the slot a lookup of a peer at `ip` for `tag` reads first (the only
+    /// one, unless that address has several ports): for prefetching.
+    pub(super) fn prefetch_hint(&self, tag: u64, ip: Ipv4Addr) -> Option<*const u8> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        Some(crate::line_of(&self.slots[self.first_slot(tag, ip)]))
     }
 
     fn grow(&mut self) {
@@ -166,6 +183,50 @@ mod tests {
             }
             model.iter().all(|(&(tag, a), &at)| table.get(tag, a) == Some(at))
         }
+    }
+
+    #[test]
+    fn the_hint_names_the_slot_of_an_address_with_one_port() {
+        let mut table = RecentReports::new(3);
+        let ips: Vec<Ipv4Addr> = (0..200u32)
+            .map(|i| Ipv4Addr::from(0x0a00_0000 + i))
+            .collect();
+        for (i, ip) in ips.iter().enumerate() {
+            table.set(
+                5,
+                SocketAddrV4::new(*ip, 8000 + i as u16),
+                Instant::from_micros(1),
+            );
+        }
+        for (i, ip) in ips.iter().enumerate() {
+            let slot = table.find(5, SocketAddrV4::new(*ip, 8000 + i as u16));
+            let slot = slot.map(|i| crate::line_of(&table.slots[i]));
+            // Another entry may hold the first slot; then the hint is that slot's, no less.
+            let first = table.prefetch_hint(5, *ip);
+            assert!(first.is_some());
+            if table.slots[table.first_slot(5, *ip)].ip == u32::from(*ip) {
+                assert_eq!(slot.ok(), first);
+            }
+        }
+        assert_eq!(RecentReports::new(3).prefetch_hint(5, ips[0]), None);
+    }
+
+    #[test]
+    fn many_ports_behind_one_address_are_each_found() {
+        let mut table = RecentReports::new(9);
+        let ip = Ipv4Addr::new(127, 0, 0, 1);
+        for port in 1..=3000u16 {
+            table.set(
+                1,
+                SocketAddrV4::new(ip, port),
+                Instant::from_micros(port.into()),
+            );
+        }
+        for port in 1..=3000u16 {
+            let at = table.get(1, SocketAddrV4::new(ip, port));
+            assert_eq!(at, Some(Instant::from_micros(port.into())));
+        }
+        assert_eq!(table.get(2, SocketAddrV4::new(ip, 1)), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod dns_server;
 mod driver;
 mod inspect;
 mod partition;
+mod prefetch;
 mod route;
 mod wire;
 
@@ -233,6 +234,8 @@ pub struct Sim {
     steps: u64,
     /// Steps by kind, for the scale report.
     step_kinds: StepKinds,
+    /// Where in a host's record a datagram's handling reads (see `prefetch`).
+    host_lines: prefetch::HostLines,
     /// Named instants a scenario measured (e.g. when a mesh converged).
     marks: Vec<(&'static str, Instant)>,
     /// Named figures a scenario measured (e.g. pairs NAT keeps apart).
@@ -258,6 +261,7 @@ impl Sim {
             log: Vec::new(),
             steps: 0,
             step_kinds: StepKinds::default(),
+            host_lines: prefetch::HostLines::default(),
             marks: Vec::new(),
             counts: Vec::new(),
             core_time: Duration::ZERO,
@@ -535,6 +539,7 @@ impl Sim {
         };
         self.now = self.now.max(at);
         self.steps += 1;
+        self.prefetch_ahead();
         let kinds = &mut self.step_kinds;
         match ev {
             Ev::Packet { pipe, to, packet } => {
