@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use core::fmt;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use swarm_core::{ConnId, Event, Instant, Swarm, Transport};
 
@@ -36,6 +36,12 @@ impl std::error::Error for Violation {}
 
 type PeerKey = (SocketAddr, Option<Bytes>);
 
+/// The checker's tables are looked up on every dial and connection event, and only ever
+/// counted, never walked in order: hash tables (a fixed hasher, so runs repeat) rather than
+/// B-trees, which compare a peer key (address and topic bytes) at every level.
+type Table<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
+type Set<K> = hashbrown::HashSet<K, foldhash::fast::FixedState>;
+
 struct Attempt {
     peer: PeerKey,
     conns: Vec<ConnId>,
@@ -56,18 +62,18 @@ pub struct NodeCheck {
     utp_in_core: bool,
     /// Dials output since the last `connecting`.
     dialled: Vec<ConnId>,
-    attempts: BTreeMap<u64, Attempt>,
+    attempts: Table<u64, Attempt>,
     /// `attempts` by peer (at most one each: a second concurrent dial is a violation).
-    attempt_by_peer: BTreeMap<PeerKey, u64>,
-    attempt_of: BTreeMap<ConnId, u64>,
+    attempt_by_peer: Table<PeerKey, u64>,
+    attempt_of: Table<ConnId, u64>,
     next_attempt: u64,
-    handshaking: BTreeSet<ConnId>,
+    handshaking: Set<ConnId>,
     /// Direction and remote IP of every handshaking or established connection.
-    handshake_ends: BTreeMap<ConnId, (bool, IpAddr)>,
+    handshake_ends: Table<ConnId, (bool, IpAddr)>,
     /// Inbound connections admitted while the limit was reached (possible crossings).
-    over_cap: BTreeSet<ConnId>,
+    over_cap: Set<ConnId>,
     established: BTreeSet<ConnId>,
-    banned: BTreeSet<PeerKey>,
+    banned: Set<PeerKey>,
     /// Highest `connected + connecting` seen.
     pub peak_total: usize,
     /// `connection` events so far.
@@ -186,8 +192,8 @@ impl NodeCheck {
                     let admitted = self
                         .over_cap
                         .iter()
-                        .filter(|c| self.handshaking.contains(c))
-                        .filter(|c| self.handshake_ends.get(c).is_some_and(|e| e.1 == ip))
+                        .filter(|c| self.handshaking.contains(*c))
+                        .filter(|c| self.handshake_ends.get(*c).is_some_and(|e| e.1 == ip))
                         .count();
                     if admitted >= dialling {
                         return Err(format!(
@@ -331,7 +337,7 @@ impl NodeCheck {
         let conns = self
             .handshake_ends
             .iter()
-            .filter(|(c, e)| **e == (true, ip) && self.handshaking.contains(c));
+            .filter(|(c, e)| **e == (true, ip) && self.handshaking.contains(*c));
         dials + conns.count()
     }
 
