@@ -1,5 +1,6 @@
 //! The sans-IO dns-discovery engine over mDNS.
 
+use super::handed::HandedOut;
 use super::limit::{Limiter, Rate};
 use super::recent::RecentReports;
 use super::topic::{dns_name, hex_id, HexId, KeyHash, DOMAIN, KEY_LEN};
@@ -150,6 +151,8 @@ pub struct MdnsDiscovery {
     /// Tokens we put in answers, with when: an answer carrying one is our own echo, whatever
     /// address it comes from (Node only recognises echoes from its own host).
     own_tokens: Map<txt::Token, Instant>,
+    /// Every token ever handed out: rules out most answers before `own_tokens` is read.
+    handed_out: HandedOut,
     /// The token each recent sender gets from us (see `MAX_SENDER_TOKENS`).
     sender_tokens: Map<Ipv4Addr, txt::Token>,
     /// Peers reported recently, with when (see `REPEAT_WINDOW`).
@@ -181,6 +184,7 @@ impl MdnsDiscovery {
             next_tag: 0,
             scratch_found: Vec::new(),
             own_tokens: new_map(seed),
+            handed_out: HandedOut::new(seed),
             sender_tokens: new_map(seed),
             recent: RecentReports::new(seed),
             limiter: Limiter::new(seed, per_source, global),
@@ -346,6 +350,7 @@ impl MdnsDiscovery {
         line(crate::line_of(&self.stats));
         line(crate::line_of(&self.sender_tokens));
         line(crate::line_of(&self.own_tokens));
+        line(crate::line_of(&self.handed_out));
         // An answer's peer is nearly always its sender, under the latest join.
         if let (Some(hot), Some(ip)) = (&self.hot_id, ipv4_of(from.ip())) {
             if let Some(slot) = self.recent.prefetch_hint(hot.entry.1, ip) {
@@ -586,11 +591,21 @@ impl MdnsDiscovery {
         let Ok(token) = txt::Token::try_from(token) else {
             return false;
         };
+        // Never handed out: neither remembered nor the sender's (only we know the secret).
+        if !self.handed_out.may_hold(&token) {
+            return false;
+        }
         let remembered = self
             .own_tokens
             .get(&token)
             .is_some_and(|&at| now - at < OWN_TOKEN_LIFE);
         remembered || token == self.token_for(sender)
+    }
+
+    /// Marks `token` as handed out, as if an answer had carried it.
+    #[cfg(test)]
+    pub(super) fn note_handed_out(&mut self, token: txt::Token) {
+        self.handed_out.insert(&token);
     }
 
     /// Senders whose token is cached (bounded by `MAX_SENDER_TOKENS`).
@@ -613,6 +628,7 @@ impl MdnsDiscovery {
     }
 
     fn remember_token(&mut self, now: Instant, token: txt::Token) {
+        self.handed_out.insert(&token);
         if let Some(at) = self.own_tokens.get_mut(&token) {
             *at = now;
             return;

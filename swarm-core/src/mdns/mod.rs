@@ -33,6 +33,7 @@
 //! - A questions are answered only when [`MdnsConfig::local_ip`] is set.
 
 mod engine;
+mod handed;
 pub(crate) mod limit;
 mod recent;
 pub mod topic;

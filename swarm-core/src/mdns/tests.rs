@@ -500,7 +500,14 @@ fn sender_token_cache_is_bounded_and_echoes_survive_its_emptying() {
         response_with(UBUNTU, &[token.as_bytes(), peers.as_bytes()])
     };
     let first = Ipv4Addr::new(10, 1, 0, 1);
-    m.handle_datagram(Instant::ZERO, SocketAddr::from((first, 5353)), &echo(first));
+    // We answered `first` once (handing out the token we give it), long enough ago that the
+    // token is no longer remembered: only Node's check still knows it.
+    let query = query_bytes(UBUNTU, TYPE_TXT);
+    m.handle_datagram(Instant::ZERO, SocketAddr::from((first, 5353)), &query);
+    assert_eq!(drain_transmits(&mut m).len(), 1);
+    let later = Instant::ZERO + Duration::from_secs(16 * 60);
+    m.handle_datagram(later, SocketAddr::from((first, 5353)), &echo(first));
+    assert_eq!(m.stats().echoes_suppressed, 1);
     // Many senders, each with a token that is not ours: reported, and the cache stays
     // within its bound.
     let others = 3 * MAX_SENDER_TOKENS as u32;
@@ -514,11 +521,11 @@ fn sender_token_cache_is_bounded_and_echoes_survive_its_emptying() {
                 b"peers=AAAAAAAJ",
             ],
         );
-        m.handle_datagram(Instant::ZERO, SocketAddr::from((ip, 5353)), &not_ours);
+        m.handle_datagram(later, SocketAddr::from((ip, 5353)), &not_ours);
         assert!(m.cached_sender_tokens() <= MAX_SENDER_TOKENS);
         reported += drain_events(&mut m).len();
     }
-    m.handle_datagram(Instant::ZERO, SocketAddr::from((first, 5353)), &echo(first));
+    m.handle_datagram(later, SocketAddr::from((first, 5353)), &echo(first));
     assert_eq!(m.stats().echoes_suppressed, 2);
     assert!(drain_events(&mut m).is_empty());
     assert_eq!(reported, others as usize);
@@ -923,6 +930,37 @@ fn names_up_to_255_bytes_decode() {
 }
 
 #[test]
+fn a_token_never_handed_out_is_not_looked_up() {
+    // Only we know our secret, so a token we never put in an answer is neither one we
+    // remember nor the one we would give its sender: no table is read for it.
+    let mut m = engine(1);
+    m.join(&b"ubuntu-14.04"[..], true, 7001);
+    let peers = txt::peers_string(&[SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9)]);
+    let answer = response_with(
+        UBUNTU,
+        &[
+            b"token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            peers.as_bytes(),
+        ],
+    );
+    m.handle_datagram(Instant::ZERO, addr(2, 5353), &answer);
+    assert_eq!(drain_events(&mut m).len(), 1);
+    assert_eq!(m.cached_sender_tokens(), 0);
+    // Once we answered host 2, its answers are checked against the token it got from us.
+    m.handle_datagram(Instant::ZERO, addr(2, 5353), &query_bytes(UBUNTU, TYPE_TXT));
+    assert_eq!(drain_transmits(&mut m).len(), 1);
+    let echo = |token: String| {
+        let token = format!("token={token}");
+        response_with(UBUNTU, &[token.as_bytes(), peers.as_bytes()])
+    };
+    let t6 = Instant::ZERO + Duration::from_secs(6);
+    let ours = txt::token(&[1; 32], Ipv4Addr::new(10, 0, 0, 2));
+    m.handle_datagram(t6, addr(2, 5353), &echo(ours));
+    assert_eq!(m.stats().echoes_suppressed, 1);
+    assert!(drain_events(&mut m).is_empty());
+}
+
+#[test]
 fn repeats_are_dropped_before_the_echo_check() {
     // A busy LAN repeats each peer every second or so; only answers that would report
     // something are checked for our own tokens (which costs two table lookups).
@@ -941,6 +979,8 @@ fn repeats_are_dropped_before_the_echo_check() {
     };
     let a_port = SocketAddrV4::new(a, 9);
     let from = |ip: Ipv4Addr| SocketAddr::from((ip, 5353));
+    // As if we had once handed that token out: the echo check cannot rule it out at once.
+    m.note_handed_out(*b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
     m.handle_datagram(Instant::ZERO, from(a), &listing(a_port));
     assert_eq!(drain_events(&mut m).len(), 1);
     assert_eq!(m.cached_sender_tokens(), 1);
