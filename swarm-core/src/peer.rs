@@ -56,6 +56,14 @@ pub(crate) struct Peer {
     pub source: PeerSource,
 }
 
+impl Peer {
+    /// Queued, waiting, dialling or connected: its address then counts as busy
+    /// ([`PeerTable::addr_busy`]).
+    pub fn is_busy(&self) -> bool {
+        is_busy(self.status)
+    }
+}
+
 /// The candidate table and the dial queue.
 #[derive(Debug)]
 pub(crate) struct PeerTable {

@@ -38,13 +38,19 @@ impl Swarm {
             addr: normalize_addr(addr),
             topic,
         };
+        // One lookup answers the common case on a busy LAN, a peer rediscovered while queued
+        // or connected: a busy entry means a busy address, so the address index is not read.
+        let (known, banned, busy) = self
+            .peers
+            .get(&key)
+            .map_or((false, false, false), |p| (true, p.banned, p.is_busy()));
         let reason = if !self.whitelisted(key.addr.ip()) {
             Some(RejectReason::Whitelist)
-        } else if self.peers.get(&key).is_some_and(|p| p.banned) || self.self_addr(key.addr) {
+        } else if banned || self.self_addr(key.addr) {
             Some(RejectReason::Banned)
-        } else if self.is_duplicate(&key) {
+        } else if busy || self.is_duplicate(&key) {
             Some(RejectReason::Duplicate)
-        } else if self.peers.get(&key).is_none() && !self.peers.make_room(self.config.max_peers) {
+        } else if !known && !self.peers.make_room(self.config.max_peers) {
             Some(RejectReason::Full)
         } else {
             None
