@@ -254,6 +254,13 @@ impl NodeCheck {
                 self.attempt_of.remove(&c);
             }
         }
+        // A hash table keeps its peak size; once a node's dials have all ended (after its
+        // join storm, for good) the memory is given back, as a B-tree would.
+        if self.attempts.is_empty() {
+            self.attempts.shrink_to_fit();
+            self.attempt_by_peer.shrink_to_fit();
+            self.attempt_of.shrink_to_fit();
+        }
     }
 
     /// The core's counters agree with its events, and the limits hold.
