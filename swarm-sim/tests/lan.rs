@@ -123,6 +123,29 @@ fn joined_pair(loss: f64, split: bool) -> Sim {
     sim
 }
 
+/// Prefetching is a hint: a LAN of 30 with it on from the first host runs exactly as with
+/// it off (the same trace, step for step).
+#[test]
+fn prefetching_changes_nothing() {
+    let run = |min_hosts: usize| {
+        let mut cfg = SimConfig::new(7);
+        cfg.prefetch_min_hosts = min_hosts;
+        let mut sim = Sim::new(cfg);
+        let hosts: Vec<_> = (0..30)
+            .map(|_| sim.add_node_on(0, Sim::node_config().with_mdns()))
+            .collect();
+        for h in hosts {
+            sim.with_core(h, |core, now| core.join(now, TOPIC, true))
+                .unwrap();
+        }
+        sim.run_for(Duration::from_secs(130)).unwrap();
+        (sim.trace().hash(), sim.steps(), sim.links().len())
+    };
+    let (with, without) = (run(0), run(usize::MAX));
+    assert_eq!(with, without);
+    assert_eq!(with.2, 30 * 29 / 2);
+}
+
 /// Multicast loopback: a lone round's query reaches its sender (and nobody else's segment).
 #[test]
 fn multicast_stays_on_its_segment() {

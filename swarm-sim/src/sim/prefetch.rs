@@ -24,10 +24,6 @@ use swarm_core::UdpSocket;
 const FAR: usize = 6;
 const NEAR: usize = 2;
 
-/// Below this many hosts their state stays in the caches, and the hints are only extra
-/// instructions (3.7% more at 100 nodes).
-const MIN_HOSTS: usize = 512;
-
 /// Offsets into a `Host` of the lines a datagram's handling reads, by receiving socket
 /// (mDNS, or the swarm/DNS socket). The same for every host: they are field offsets.
 #[derive(Default)]
@@ -43,7 +39,7 @@ impl Sim {
     /// Requests the lines the events `FAR` and `NEAR` places on will read (datagrams only:
     /// on a busy network nearly every event is one).
     pub(super) fn prefetch_ahead(&mut self) {
-        if self.hosts.len() < MIN_HOSTS {
+        if self.hosts.len() < self.cfg.prefetch_min_hosts {
             return;
         }
         if let Some(&Ev::Datagram {
