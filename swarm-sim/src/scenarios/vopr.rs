@@ -29,7 +29,7 @@ use swarm_core::Instant;
 /// Why 45 s: every fault ends by the calm instant (crashed hosts restart, partitions and
 /// isolation end, loss, duplication, reordering and the bandwidth limit stop; TCP packets a
 /// cut held back arrive by then plus a latency). Every node is told every eligible peer's
-/// address within 2 s, and again 10-12 s later ([`REDISCOVERY`]). The slowest path to a
+/// address within 2 s, and again 10-12 s later (`REDISCOVERY`). The slowest path to a
 /// connection is then: a handshake stalled on a dead connection times out (5 s, the peer
 /// goes idle) and the second discovery round requeues it (by 12 s); or a peer waits out the
 /// longest retry wait (15 s, +25% jitter = 18.75 s) and dials; a dial that meets stale state
