@@ -9,8 +9,8 @@
 //! window the partitions exchange what their hosts sent each other, in a fixed order (by
 //! sending partition, then as it arose), and go on. The run is therefore the same for the
 //! same seed and partition count, however many threads run it and however they are
-//! scheduled. It is not the same run
-//! as one unpartitioned `Sim` of the seed: each partition draws from its own generator.
+//! scheduled. It is not the same run as one unpartitioned `Sim` of the seed: each partition
+//! draws from its own generator.
 //!
 //! Multicast stays within a segment and so within a partition; what crosses is DHT and
 //! other unicast datagrams and TCP pipes between segments. Faults that act across

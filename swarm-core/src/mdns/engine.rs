@@ -342,7 +342,7 @@ impl MdnsDiscovery {
 
     /// See [`Swarm::datagram_hints`](crate::Swarm::datagram_hints): the fields reading an
     /// answer starts from.
-    pub(crate) fn datagram_hints(&self, from: SocketAddr, line: &mut impl FnMut(*const u8)) {
+    pub(crate) fn datagram_hints(&self, line: &mut impl FnMut(*const u8)) {
         line(crate::line_of(&self.hot_id));
         line(crate::line_of(&self.recent));
         line(crate::line_of(&self.events));
@@ -351,7 +351,12 @@ impl MdnsDiscovery {
         line(crate::line_of(&self.sender_tokens));
         line(crate::line_of(&self.own_tokens));
         line(crate::line_of(&self.handed_out));
-        // An answer's peer is nearly always its sender, under the latest join.
+    }
+
+    /// See [`Swarm::datagram_table_hints`](crate::Swarm::datagram_table_hints): the repeat
+    /// table's slot for `from`, as an answer's peer is nearly always its sender, under the
+    /// latest join.
+    pub(crate) fn table_hints(&self, from: SocketAddr, line: &mut impl FnMut(*const u8)) {
         if let (Some(hot), Some(ip)) = (&self.hot_id, ipv4_of(from.ip())) {
             if let Some(slot) = self.recent.prefetch_hint(hot.entry.1, ip) {
                 line(slot);
@@ -567,12 +572,12 @@ impl MdnsDiscovery {
     /// Whether `addr` for the join tagged `tag` has not been reported within `REPEAT_WINDOW`;
     /// records it.
     fn first_report(&mut self, now: Instant, tag: u64, addr: SocketAddrV4) -> bool {
-        if let Some(at) = self.recent.get(tag, addr) {
-            if now - at < REPEAT_WINDOW {
+        if let Some(at) = self.recent.get_mut(tag, addr) {
+            if now - *at < REPEAT_WINDOW {
                 self.stats.repeats += 1;
                 return false;
             }
-            self.recent.set(tag, addr, now);
+            *at = now;
             return true;
         }
         if self.recent.len() >= MAX_RECENT {

@@ -58,6 +58,12 @@ impl RecentReports {
         Some(self.slots[i].at)
     }
 
+    /// The time `addr` was last reported for the join tagged `tag`, to update in place.
+    pub(super) fn get_mut(&mut self, tag: u64, addr: SocketAddrV4) -> Option<&mut Instant> {
+        let i = self.find(tag, addr).ok()?;
+        Some(&mut self.slots[i].at)
+    }
+
     /// Records that `addr` was reported at `at` for the join tagged `tag`.
     pub(super) fn set(&mut self, tag: u64, addr: SocketAddrV4, at: Instant) {
         if (self.len + 1) * 2 > self.slots.len() {
@@ -171,9 +177,17 @@ mod tests {
                         table.retain(|t, _| t != tag);
                         model.retain(|(t, _), _| *t != tag);
                     }
-                    2..=4 => {
+                    2..=3 => {
                         table.set(tag, a, at);
                         model.insert((tag, a), at);
+                    }
+                    4 => {
+                        if let Some(t) = table.get_mut(tag, a) {
+                            *t = at;
+                        }
+                        if let Some(t) = model.get_mut(&(tag, a)) {
+                            *t = at;
+                        }
                     }
                     _ => {}
                 }

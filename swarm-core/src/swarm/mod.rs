@@ -291,22 +291,19 @@ impl Swarm {
         )
     }
 
-    /// Where the state lies that handling a datagram from `from` on `socket` reads, for a
-    /// driver that knows its next inputs before it hands them in (a simulator's event
-    /// queue, a batch of received datagrams) and wants to prefetch that memory while it
-    /// works on earlier ones: `line` is called with an address in each cache line to
-    /// fetch. A hint only: nothing is read through the addresses, and ignoring them changes
-    /// nothing.
+    /// Where the state lies, in the swarm itself, that handling a datagram on `socket`
+    /// reads, for a driver that knows its next inputs before it hands them in (a
+    /// simulator's event queue, a batch of received datagrams) and wants to prefetch that
+    /// memory while it works on earlier ones: `line` is called with an address in each
+    /// cache line to fetch. The addresses are of fields, the same for every swarm relative
+    /// to its own address. A hint only: nothing is read through them, and ignoring them
+    /// changes nothing. [`datagram_table_hints`](Self::datagram_table_hints) names what the
+    /// swarm's pointers lead to.
     ///
     /// Why: on a host running thousands of swarms (the simulator at 10,000 nodes), each
     /// datagram finds its swarm's state evicted since the previous one, and reading it is a
     /// chain of cache misses that prefetching ahead overlaps.
-    pub fn datagram_hints(
-        &self,
-        socket: UdpSocket,
-        from: SocketAddr,
-        mut line: impl FnMut(*const u8),
-    ) {
+    pub fn datagram_hints(&self, socket: UdpSocket, mut line: impl FnMut(*const u8)) {
         // What every input and the driver's `poll_output`/`poll_timeout` that follow read.
         let fields = [
             crate::line_of(&self.timers),
@@ -321,7 +318,21 @@ impl Swarm {
             dht.timer_hints(&mut line);
         }
         if let (UdpSocket::Mdns, Some(mdns)) = (socket, &self.mdns) {
-            mdns.datagram_hints(from, &mut line);
+            mdns.datagram_hints(&mut line);
+        }
+    }
+
+    /// The other half of [`datagram_hints`](Self::datagram_hints): lines outside the swarm
+    /// that handling a datagram from `from` on `socket` reads, found through its pointers
+    /// (so best asked once the swarm's own lines are in cache).
+    pub fn datagram_table_hints(
+        &self,
+        socket: UdpSocket,
+        from: SocketAddr,
+        mut line: impl FnMut(*const u8),
+    ) {
+        if let (UdpSocket::Mdns, Some(mdns)) = (socket, &self.mdns) {
+            mdns.table_hints(from, &mut line);
         }
     }
 

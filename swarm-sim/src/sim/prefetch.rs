@@ -11,7 +11,8 @@
 //!   by offsets from the record's address alone: reading anything in the record to find
 //!   them would stall on the very miss being avoided;
 //! - `NEAR` events ahead, with the record now in cache, what its pointers lead to (the
-//!   core's tables), as [`Swarm::datagram_hints`](swarm_core::Swarm::datagram_hints) names.
+//!   core's tables), as
+//!   [`Swarm::datagram_table_hints`](swarm_core::Swarm::datagram_table_hints) names.
 
 use super::{Ev, Sim};
 use crate::network::HostId;
@@ -68,8 +69,8 @@ impl Sim {
         field_at(&self.hosts[h])
     }
 
-    /// Which of the hinted lines lie in the host's record, as offsets (once per socket
-    /// kind, from the first host that has a core).
+    /// The hinted lines of the host's record, as offsets (once per socket kind, from the
+    /// first host that has a core; a field outside the record, were there one, is left out).
     fn learn_host_lines(&mut self, h: HostId, socket: UdpSocket) {
         let base = self.host_base(h) as usize;
         let record = base..base + core::mem::size_of::<Host>();
@@ -79,8 +80,7 @@ impl Sim {
         };
         let mut offsets = vec![field_at(&host.dns), field_at(&host.state)];
         offsets.extend([field_at(&node.check), field_at(&node.held)]);
-        let from = SocketAddr::from(([0, 0, 0, 0], 0));
-        node.core.datagram_hints(socket, from, |p| offsets.push(p));
+        node.core.datagram_hints(socket, |p| offsets.push(p));
         let mut offsets: Vec<usize> = offsets
             .into_iter()
             .map(|p| p as usize)
@@ -92,16 +92,10 @@ impl Sim {
         self.host_lines.by_socket[socket_index(socket)] = Some(offsets);
     }
 
-    /// The hinted lines outside the host's record: the core's tables.
+    /// What the host's core reaches through its pointers (its tables).
     fn prefetch_pointed(&self, h: HostId, socket: UdpSocket, from: SocketAddr) {
-        let base = self.host_base(h) as usize;
-        let record = base..base + core::mem::size_of::<Host>();
         if let Some(node) = &self.hosts[h].node {
-            node.core.datagram_hints(socket, from, |p| {
-                if !record.contains(&(p as usize)) {
-                    prefetch(p);
-                }
-            });
+            node.core.datagram_table_hints(socket, from, prefetch);
         }
     }
 }
