@@ -147,7 +147,7 @@ pub struct MdnsDiscovery {
     /// Tags joins, so `recent` is keyed by a number rather than the topic's bytes.
     next_tag: u64,
     /// Peers of the datagram being read (kept to save an allocation per datagram).
-    scratch_found: Vec<(u64, usize, SocketAddrV4)>,
+    scratch_found: Vec<(u64, SocketAddrV4)>,
     /// Tokens we put in answers, with when: an answer carrying one is our own echo, whatever
     /// address it comes from (Node only recognises echoes from its own host).
     own_tokens: Map<txt::Token, Instant>,
@@ -162,6 +162,9 @@ pub struct MdnsDiscovery {
     events: VecDeque<MdnsEvent>,
     writer: Writer,
     stats: MdnsStats,
+    /// Reads every datagram with the full decoder, for tests that compare the two ways.
+    #[cfg(test)]
+    full_decode_only: bool,
 }
 
 impl MdnsDiscovery {
@@ -192,6 +195,8 @@ impl MdnsDiscovery {
             events: VecDeque::new(),
             writer: Writer::default(),
             stats: MdnsStats::default(),
+            #[cfg(test)]
+            full_decode_only: false,
             config,
         }
     }
@@ -326,6 +331,14 @@ impl MdnsDiscovery {
         let Some(sender) = ipv4_of(from.ip()) else {
             return; // Node's mDNS socket is IPv4 only.
         };
+        if let Some((tag, rdata)) = self.hot_answer(data) {
+            let mut found = core::mem::take(&mut self.scratch_found);
+            found.clear();
+            self.read_txt(now, sender, tag, rdata, &mut found);
+            self.report(now, &found);
+            self.scratch_found = found;
+            return;
+        }
         let msg = match wire::decode_received(data) {
             Ok(m) => m,
             Err(_) => {
@@ -471,17 +484,28 @@ impl MdnsDiscovery {
         }
     }
 
+    /// The latest join's tag and the TXT rdata, if `data` is an announcer's lone answer
+    /// about it ([`wire::lone_txt_answer`]): read as [`read_records`](Self::read_records)
+    /// would read it, without decoding the packet in full.
+    fn hot_answer<'a>(&self, data: &'a [u8]) -> Option<(u64, &'a [u8])> {
+        #[cfg(test)]
+        if self.full_decode_only {
+            return None;
+        }
+        let hot = self.hot_id.as_ref()?;
+        let rdata = wire::lone_txt_answer(data, hot.name.as_ref()?)?;
+        Some((hot.entry.1, rdata))
+    }
+
     /// [`topic_of`](Self::topic_of)'s tag alone.
     fn tag_of(&self, name: NameAt<'_>) -> Option<u64> {
         self.topic_of(name).map(|&(_, tag)| tag)
     }
 
     fn read_records(&mut self, now: Instant, sender: Ipv4Addr, port: u16, msg: &Received<'_>) {
-        // (tag, record index, peer): the topic's bytes are looked up only for a report.
         let mut found = core::mem::take(&mut self.scratch_found);
-        let mut peers = RecordPeers::new();
         found.clear();
-        for (index, record) in msg.records().enumerate() {
+        for record in msg.records() {
             if found.len() >= MAX_PEERS_PER_DATAGRAM {
                 self.stats.dropped += 1;
                 break;
@@ -494,35 +518,8 @@ impl MdnsDiscovery {
             let Some(tag) = self.tag_of(record.name) else {
                 continue;
             };
-            peers.clear();
             match &record.data {
-                RData::Txt(data) => {
-                    let mut token: &[u8] = &[];
-                    for s in wire::txt_strings(data) {
-                        let (k, v) = txt::key_value(s);
-                        match k {
-                            b"token" => token = v,
-                            b"peers" => {
-                                let cap = MAX_PEERS_PER_DATAGRAM - found.len();
-                                let room = cap.saturating_sub(peers.len());
-                                txt::peers(v, sender).take(room).for_each(|p| peers.push(p));
-                            }
-                            _ => {}
-                        }
-                    }
-                    // Most answers on a busy LAN repeat what was reported moments ago; those
-                    // need no echo check (two table lookups in memory nothing else touches).
-                    let fresh = peers.as_slice().iter().filter(|p| p.port() != 0);
-                    let repeats = fresh.clone().count();
-                    if repeats > 0 && fresh.clone().all(|p| self.is_repeat(now, tag, *p)) {
-                        self.stats.repeats += repeats as u64;
-                        continue;
-                    }
-                    if self.is_own_token(now, token, sender) {
-                        self.stats.echoes_suppressed += 1;
-                        continue;
-                    }
-                }
+                RData::Txt(data) => self.read_txt(now, sender, tag, data, &mut found),
                 RData::Srv { port: p, target } => {
                     let target = target.to_name();
                     let Some(ip) = core::str::from_utf8(&target)
@@ -533,24 +530,64 @@ impl MdnsDiscovery {
                     };
                     let ip = if ip.is_unspecified() { sender } else { ip };
                     let p = if *p == 0 { port } else { *p };
-                    peers.push(SocketAddrV4::new(ip, p));
+                    let start = found.len();
+                    found.push((tag, SocketAddrV4::new(ip, p)));
+                    keep_new_peers(&mut found, start);
                 }
-                _ => continue,
-            }
-            for p in peers.as_slice() {
-                // Port 0 cannot be dialled; a repeat in the same datagram is noise.
-                if p.port() != 0 && !found.iter().any(|(t, _, a)| *t == tag && a == p) {
-                    found.push((tag, index, *p));
-                }
+                _ => {}
             }
         }
-        for &(tag, index, addr) in &found {
+        self.report(now, &found);
+        self.scratch_found = found;
+    }
+
+    /// Adds the peers of a TXT record of the join tagged `tag` to `found`, unless every one
+    /// of them was reported moments ago or the record carries a token of ours (an echo).
+    fn read_txt(
+        &mut self,
+        now: Instant,
+        sender: Ipv4Addr,
+        tag: u64,
+        data: &[u8],
+        found: &mut Vec<(u64, SocketAddrV4)>,
+    ) {
+        let start = found.len();
+        let mut token: &[u8] = &[];
+        for s in wire::txt_strings(data) {
+            let (k, v) = txt::key_value(s);
+            match k {
+                b"token" => token = v,
+                b"peers" => {
+                    let room = MAX_PEERS_PER_DATAGRAM.saturating_sub(found.len());
+                    txt::peers(v, sender, room, |p| found.push((tag, p)));
+                }
+                _ => {}
+            }
+        }
+        // Most answers on a busy LAN repeat what was reported moments ago; those need no
+        // echo check (two table lookups in memory nothing else touches).
+        let fresh = found[start..].iter().filter(|(_, p)| p.port() != 0);
+        let repeats = fresh.clone().count();
+        if repeats > 0 && fresh.clone().all(|(_, p)| self.is_repeat(now, tag, *p)) {
+            self.stats.repeats += repeats as u64;
+            found.truncate(start);
+            return;
+        }
+        if self.is_own_token(now, token, sender) {
+            self.stats.echoes_suppressed += 1;
+            found.truncate(start);
+            return;
+        }
+        keep_new_peers(found, start);
+    }
+
+    /// Reports each peer of `found` not reported within the repeat window.
+    fn report(&mut self, now: Instant, found: &[(u64, SocketAddrV4)]) {
+        for &(tag, addr) in found {
             if !self.first_report(now, tag, addr) {
                 continue;
             }
-            // A first report is rare on a busy LAN; its record is found again by position.
-            let name = msg.records().nth(index).map(|r| r.name);
-            let Some((topic, _)) = name.and_then(|n| self.topic_of(n)) else {
+            let Some(topic) = self.topic_by_tag(tag) else {
                 continue;
             };
             let topic = topic.clone();
@@ -559,7 +596,18 @@ impl MdnsDiscovery {
                 addr: SocketAddr::V4(addr),
             });
         }
-        self.scratch_found = found;
+    }
+
+    /// The topic of the join tagged `tag` (tags are never reused, so there is one).
+    fn topic_by_tag(&self, tag: u64) -> Option<&Bytes> {
+        match &self.hot_id {
+            Some(hot) if hot.entry.1 == tag => Some(&hot.entry.0),
+            _ => self
+                .ids
+                .values()
+                .find(|(_, t)| *t == tag)
+                .map(|(topic, _)| topic),
+        }
     }
 
     /// Whether `addr` for the join tagged `tag` was reported within `REPEAT_WINDOW`.
@@ -611,6 +659,12 @@ impl MdnsDiscovery {
     #[cfg(test)]
     pub(super) fn note_handed_out(&mut self, token: txt::Token) {
         self.handed_out.insert(&token);
+    }
+
+    /// Reads every datagram with the full decoder from now on.
+    #[cfg(test)]
+    pub(super) fn decode_in_full(&mut self) {
+        self.full_decode_only = true;
     }
 
     /// Senders whose token is cached (bounded by `MAX_SENDER_TOKENS`).
@@ -674,41 +728,18 @@ impl MdnsDiscovery {
     }
 }
 
-/// The peers of one record, on the stack: every answer on a busy LAN is read by every host,
-/// and a buffer kept in the engine was memory nothing else touches, a cache miss per
-/// delivery at 10,000 simulated nodes.
-struct RecordPeers {
-    len: usize,
-    items: [SocketAddrV4; MAX_PEERS_PER_DATAGRAM],
-}
-
-impl RecordPeers {
-    fn new() -> Self {
-        RecordPeers {
-            len: 0,
-            items: [SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); MAX_PEERS_PER_DATAGRAM],
+/// Drops from `found[start..]` (a record's peers, just added) port 0, which cannot be
+/// dialled, and every peer already in `found` before it: a repeat in one datagram is noise.
+fn keep_new_peers(found: &mut Vec<(u64, SocketAddrV4)>, start: usize) {
+    let mut kept = start;
+    for i in start..found.len() {
+        let peer = found[i];
+        if peer.1.port() != 0 && !found[..kept].contains(&peer) {
+            found[kept] = peer;
+            kept += 1;
         }
     }
-
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Adds `p`; beyond the capacity it is dropped (callers cap before that).
-    fn push(&mut self, p: SocketAddrV4) {
-        if let Some(slot) = self.items.get_mut(self.len) {
-            *slot = p;
-            self.len += 1;
-        }
-    }
-
-    fn as_slice(&self) -> &[SocketAddrV4] {
-        &self.items[..self.len]
-    }
+    found.truncate(kept);
 }
 
 /// The [`HexId`] of Node's id of `name` (every label before the last two, the domain

@@ -996,3 +996,128 @@ fn repeats_are_dropped_before_the_echo_check() {
     assert_eq!(drain_events(&mut m).len(), 1);
     assert_eq!(m.cached_sender_tokens(), 2);
 }
+
+/// An announcer's answer as every engine writes it: the question echoed, one TXT record.
+fn lone_answer(name: &str, strings: &[&[u8]]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.start(wire::FLAGS_RESPONSE, 1, 1);
+    w.question(name.as_bytes(), TYPE_TXT, 1);
+    w.txt(name.as_bytes(), strings);
+    w.finish().to_vec()
+}
+
+#[test]
+fn an_announcers_answer_is_read_without_decoding_it_in_full() {
+    let mut m = engine(1);
+    m.join(&b"ubuntu-14.04"[..], true, 7001);
+    m.handle_datagram(Instant::ZERO, addr(2, 5353), &query_bytes(UBUNTU, TYPE_TXT));
+    let (_, answer) = drain_transmits(&mut m).pop().expect("an answer");
+    let name = wire::WireName::new(UBUNTU.as_bytes()).unwrap();
+    let rdata = wire::lone_txt_answer(&answer, &name).expect("the shortcut's shape");
+    let msg = wire::decode_received(&answer).unwrap();
+    let records: Vec<_> = msg.records().collect();
+    assert_eq!(records.len(), 1);
+    assert!(matches!(records[0].data, RData::Txt(d) if d == rdata));
+    // Another name, or a second record, is left to the full decoder.
+    let other = wire::WireName::new(b"ab.dns-discovery.local").unwrap();
+    assert!(wire::lone_txt_answer(&answer, &other).is_none());
+    let mut two = answer.to_vec();
+    two[7] = 2;
+    assert!(wire::lone_txt_answer(&two, &name).is_none());
+}
+
+/// One answer a LAN might carry: sender, peers listed (ip selector, port), which token,
+/// whether the sender queried first (so that we handed it a token), a byte poked, a cut.
+type LanAnswer = (
+    u8,
+    Vec<(u8, u16)>,
+    u8,
+    bool,
+    Option<(u16, u8)>,
+    Option<u16>,
+    u8,
+);
+
+quickcheck::quickcheck! {
+    fn the_shortcut_accepts_only_what_the_full_decoder_reads_so(poke: Vec<(u16, u8)>, cut: Option<u16>) -> bool {
+        let name = wire::WireName::new(UBUNTU.as_bytes()).unwrap();
+        let mut packet = lone_answer(UBUNTU, &[b"token=x", b"peers=AAAAABtZ"]);
+        for (at, byte) in poke.into_iter().take(3) {
+            // Half the pokes land in the header or the question's first labels.
+            let at = usize::from(at);
+            let at = if at % 2 == 0 { at / 2 % 32 } else { at % packet.len() };
+            packet[at] = byte;
+        }
+        if let Some(cut) = cut {
+            packet.truncate(usize::from(cut) % (packet.len() + 1));
+        }
+        let Some(rdata) = wire::lone_txt_answer(&packet, &name) else {
+            return true;
+        };
+        let Ok(msg) = wire::decode_received(&packet) else {
+            return false;
+        };
+        let records: Vec<_> = msg.records().collect();
+        msg.is_response()
+            && records.len() == 1
+            && records[0].section == Section::Answer
+            && records[0].rtype == TYPE_TXT
+            && records[0].name.is(&name)
+            && matches!(records[0].data, RData::Txt(d) if d == rdata)
+    }
+
+    fn the_shortcut_reads_answers_as_the_full_decoder(answers: Vec<LanAnswer>) -> bool {
+        let mut shortcut = engine(1);
+        let mut full = engine(1);
+        full.decode_in_full();
+        for m in [&mut shortcut, &mut full] {
+            m.join(&b"ubuntu-14.04"[..], true, 7001);
+        }
+        let mut now = Instant::ZERO;
+        for (sender, peers, token, queried, poke, cut, gap) in answers.into_iter().take(60) {
+            now = now + Duration::from_millis(u64::from(gap) * 40);
+            let from = addr(2 + sender % 4, 5353);
+            let ip = Ipv4Addr::new(10, 0, 0, 2 + sender % 4);
+            if queried {
+                let q = query_bytes(UBUNTU, TYPE_TXT);
+                shortcut.handle_datagram(now, from, &q);
+                full.handle_datagram(now, from, &q);
+                if drain_transmits(&mut shortcut) != drain_transmits(&mut full) {
+                    return false;
+                }
+            }
+            let listed: Vec<SocketAddrV4> = peers
+                .iter()
+                .take(4)
+                .map(|&(i, port)| {
+                    let ip = if i % 3 == 0 { Ipv4Addr::UNSPECIFIED } else { Ipv4Addr::new(10, 0, 0, 2 + i % 4) };
+                    SocketAddrV4::new(ip, if port % 5 == 0 { 0 } else { 7000 + port % 3 })
+                })
+                .collect();
+            let token = match token % 3 {
+                0 => txt::token(&[1; 32], ip), // ours for that sender: an echo if we answered it
+                1 => txt::token(&[9; 32], ip), // a stranger's
+                _ => String::from("short"),
+            };
+            let t = format!("token={token}");
+            let p = txt::peers_string(&listed);
+            let mut packet = lone_answer(UBUNTU, &[t.as_bytes(), p.as_bytes()]);
+            if let Some((at, byte)) = poke {
+                let len = packet.len();
+                packet[usize::from(at) % len] = byte;
+            }
+            if let Some(cut) = cut {
+                packet.truncate(usize::from(cut) % (packet.len() + 1));
+            }
+            shortcut.handle_datagram(now, from, &packet);
+            full.handle_datagram(now, from, &packet);
+            if drain_events(&mut shortcut) != drain_events(&mut full)
+                || shortcut.stats() != full.stats()
+                || drain_transmits(&mut shortcut) != drain_transmits(&mut full)
+            {
+                return false;
+            }
+        }
+        true
+    }
+}

@@ -92,27 +92,40 @@ pub fn key_value(s: &[u8]) -> (&[u8], &[u8]) {
 
 /// Decodes a `peers` value into `out` (at most `cap` entries in all): see [`peers`].
 pub fn decode_peers(value: &[u8], sender: Ipv4Addr, out: &mut Vec<SocketAddrV4>, cap: usize) {
-    let room = cap.saturating_sub(out.len());
-    out.extend(peers(value, sender).take(room));
+    peers(value, sender, cap.saturating_sub(out.len()), |p| {
+        out.push(p)
+    });
 }
 
-/// The entries of a `peers` value: `0.0.0.0` becomes `sender`; trailing bytes (< 6) are
-/// ignored as Node does; invalid base64, or more than a TXT string can hold, yields nothing.
-/// Decoded on the stack: every answer on a LAN carries a `peers` string, and a heap buffer
-/// per answer was an allocation per delivered datagram. A TXT string is at most 255 bytes,
-/// which decode to at most 192.
-pub fn peers(value: &[u8], sender: Ipv4Addr) -> impl Iterator<Item = SocketAddrV4> {
-    let mut raw = [0u8; 192];
-    let len = decode_quads(value, &mut raw)
-        .unwrap_or_else(|| DECODE.decode_slice(value, &mut raw).unwrap_or(0));
-    (0..len / 6).map(move |i| {
-        let e = &raw[i * 6..i * 6 + 6];
-        let mut ip = Ipv4Addr::new(e[0], e[1], e[2], e[3]);
-        if ip.is_unspecified() {
-            ip = sender;
+/// Hands the first `limit` entries of a `peers` value to `peer`: `0.0.0.0` becomes `sender`;
+/// trailing bytes (< 6) are ignored as Node does; invalid base64, or more than a TXT string
+/// can hold, yields nothing. Decoded on the stack: every answer on a LAN carries a `peers`
+/// string, and a heap buffer per answer was an allocation per delivered datagram. A TXT
+/// string is at most 255 bytes, which decode to at most 192. A callback rather than an
+/// iterator, which would carry (and move) that buffer.
+pub fn peers(value: &[u8], sender: Ipv4Addr, limit: usize, mut peer: impl FnMut(SocketAddrV4)) {
+    let mut entry = |ip: u32, port: u16| {
+        let ip = if ip == 0 { sender } else { Ipv4Addr::from(ip) };
+        peer(SocketAddrV4::new(ip, port));
+    };
+    if let Some(entries) = whole_quads(value) {
+        // Eight characters are one entry's six bytes: read straight into its numbers.
+        for chars in entries.chunks_exact(8).take(limit) {
+            let bits = chars
+                .iter()
+                .fold(0u64, |n, &c| n << 6 | u64::from(SEXTETS[usize::from(c)]));
+            entry((bits >> 16) as u32, bits as u16);
         }
-        SocketAddrV4::new(ip, u16::from_be_bytes([e[4], e[5]]))
-    })
+        return;
+    }
+    let mut raw = [0u8; 192];
+    let len = DECODE.decode_slice(value, &mut raw).unwrap_or(0);
+    for e in raw[..len].chunks_exact(6).take(limit) {
+        entry(
+            u32::from_be_bytes([e[0], e[1], e[2], e[3]]),
+            u16::from_be_bytes([e[4], e[5]]),
+        );
+    }
 }
 
 /// Each byte's value in the standard base64 alphabet; `NOT_BASE64` for the others.
@@ -130,27 +143,13 @@ const fn sextets() -> [u8; 256] {
     table
 }
 
-/// Decodes `value` if it is whole groups of four alphabet characters, which read the same
-/// under any padding or trailing-bit rule; `None` leaves anything else to the general
-/// decoder. Node writes every `peers` value so (six bytes an entry), and the general
-/// decoder's setup cost more than the decoding of such a short value.
-fn decode_quads(value: &[u8], out: &mut [u8; 192]) -> Option<usize> {
-    let len = value.len() / 4 * 3;
-    if value.len() % 4 != 0 || len > out.len() {
-        return None;
-    }
-    for (quad, bytes) in value.chunks_exact(4).zip(out.chunks_exact_mut(3)) {
-        let mut n = 0u32;
-        for &c in quad {
-            let v = SEXTETS[usize::from(c)];
-            if v == NOT_BASE64 {
-                return None;
-            }
-            n = n << 6 | u32::from(v);
-        }
-        bytes.copy_from_slice(&n.to_be_bytes()[1..]);
-    }
-    Some(len)
+/// `value` if it is whole groups of four alphabet characters, at most a TXT string's worth,
+/// which read the same under any padding or trailing-bit rule; `None` leaves anything else
+/// to the general decoder. Node writes every `peers` value so (six bytes an entry), and the
+/// general decoder's setup cost more than the decoding of such a short value.
+fn whole_quads(value: &[u8]) -> Option<&[u8]> {
+    let fits = value.len() % 4 == 0 && value.len() / 4 * 3 <= 192;
+    (fits && value.iter().all(|&c| SEXTETS[usize::from(c)] != NOT_BASE64)).then_some(value)
 }
 
 #[cfg(test)]
@@ -201,7 +200,9 @@ mod tests {
                 let ip = if ip.is_unspecified() { sender } else { ip };
                 SocketAddrV4::new(ip, u16::from_be_bytes([e[4], e[5]]))
             });
-            peers(&value, sender).eq(general)
+            let mut decoded = Vec::new();
+            peers(&value, sender, usize::MAX, |p| decoded.push(p));
+            decoded.into_iter().eq(general)
         }
 
         fn token_bytes_is_token(ip: u32, secret_byte: u8) -> bool {

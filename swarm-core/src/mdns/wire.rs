@@ -399,6 +399,36 @@ pub fn decode_received(buf: &[u8]) -> Result<Received<'_>, WireError> {
     })
 }
 
+/// The rdata of `buf`'s one record if `buf` is the answer every announcer on a LAN sends: a
+/// response with one question and one TXT answer, both named `name` written out in full, and
+/// nothing else. [`decode_received`] accepts every such packet and reads that one record from
+/// it, so a receiver may read it this way and decode anything else in full; on a busy LAN
+/// nearly every datagram is this one, and checking it byte for byte against the expected
+/// name is most of what decoding it in full costs.
+pub fn lone_txt_answer<'a>(buf: &'a [u8], name: &WireName) -> Option<&'a [u8]> {
+    const ONE_QUESTION_ONE_ANSWER: [u8; 8] = [0, 1, 0, 1, 0, 0, 0, 0];
+    let name = name.as_ref();
+    let head = buf.get(..12)?;
+    if u16::from_be_bytes([head[2], head[3]]) & FLAG_QR == 0 || head[4..] != ONE_QUESTION_ONE_ANSWER
+    {
+        return None;
+    }
+    let question_end = 12 + name.len() + 4;
+    if buf.get(12..12 + name.len())? != name {
+        return None;
+    }
+    let fixed_at = question_end + name.len();
+    if buf.get(question_end..fixed_at)? != name {
+        return None;
+    }
+    let fixed = buf.get(fixed_at..fixed_at + 10)?;
+    if u16::from_be_bytes([fixed[0], fixed[1]]) != TYPE_TXT {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+    buf.get(fixed_at + 10..fixed_at + 10 + len)
+}
+
 /// A packet's header and questions.
 struct Head {
     id: u16,
