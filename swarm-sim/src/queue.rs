@@ -63,6 +63,11 @@ pub struct EventQueue<T> {
     /// Buckets `now_bucket + 1 ..= now_bucket + RING - 1`, slot = bucket % RING, unsorted.
     ring: Vec<Vec<Entry<T>>>,
     in_ring: usize,
+    /// Emptied bucket vectors, the latest last: a bucket's first entry takes one. Its
+    /// memory was just read (popped), so writing into it finds it in the cache; a ring slot's
+    /// own vector, last written a lap (seconds) ago, would be evicted by then, and every
+    /// entry pushed a write miss.
+    spare: Vec<Vec<Entry<T>>>,
     /// Entries at or beyond `now_bucket + RING`.
     far: BinaryHeap<Entry<T>>,
     next_seq: u64,
@@ -75,6 +80,7 @@ impl<T> Default for EventQueue<T> {
             now_bucket: 0,
             ring: (0..RING).map(|_| Vec::new()).collect(),
             in_ring: 0,
+            spare: Vec::new(),
             far: BinaryHeap::new(),
             next_seq: 0,
         }
@@ -97,7 +103,11 @@ impl<T> EventQueue<T> {
             let i = self.current.partition_point(|x| x.key() > key);
             self.current.insert(i, e);
         } else if b < self.now_bucket + RING {
-            self.ring[(b % RING) as usize].push(e);
+            let bucket = &mut self.ring[(b % RING) as usize];
+            if bucket.capacity() == 0 {
+                *bucket = self.spare.pop().unwrap_or_default();
+            }
+            bucket.push(e);
             self.in_ring += 1;
         } else {
             self.far.push(e);
@@ -127,7 +137,10 @@ impl<T> EventQueue<T> {
             if !slot.is_empty() {
                 self.in_ring -= slot.len();
                 if self.current.is_empty() {
-                    core::mem::swap(&mut self.current, slot);
+                    let drained = core::mem::replace(&mut self.current, core::mem::take(slot));
+                    if drained.capacity() > 0 {
+                        self.spare.push(drained);
+                    }
                 } else {
                     // Far entries that landed in this very bucket after a jump.
                     self.current.append(slot);
@@ -164,6 +177,13 @@ impl<T> EventQueue<T> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Bucket vectors holding memory, in the ring or spare.
+    #[cfg(test)]
+    fn held_buffers(&self) -> usize {
+        let held = |v: &Vec<Entry<T>>| v.capacity() > 0;
+        self.ring.iter().filter(|v| held(v)).count() + self.spare.len()
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +215,23 @@ mod tests {
         assert_eq!(q.ahead(1), Some(&"c"));
         // Beyond the bucket, something may still be queued in front of it.
         assert_eq!(q.ahead(2), None);
+    }
+
+    /// A steady stream of near events walks the whole ring every 4 s; the buckets' memory
+    /// is handed on from each drained bucket to the next one filled, so only about as many
+    /// vectors as there are buckets in use at once hold memory, not one per ring slot.
+    #[test]
+    fn drained_buckets_lend_their_memory_to_the_next() {
+        let mut q = EventQueue::default();
+        let mut rng = SimRng::new(7);
+        let mut now = 0u64;
+        for i in 0..100_000u64 {
+            q.push(Instant::from_micros(now + rng.range(0, 3_000)), i);
+            let (at, _) = q.pop().expect("pushed");
+            now = at.as_micros();
+        }
+        assert!(now > (3 * RING) << BUCKET_SHIFT, "several laps of the ring");
+        assert!(q.held_buffers() <= 8, "{} buffers held", q.held_buffers());
     }
 
     /// Against a binary heap of (time, seq): interleaved pushes (near, far, at the current
