@@ -23,6 +23,7 @@ impl Sim {
             port,
             incarnation: 0,
         });
+        self.sockets[h] = super::datagram::Sockets::of(&self.hosts[h]);
         self.sim_line(format!("start dns-server n{h} port={port}"));
         self.after_dns(h);
         h

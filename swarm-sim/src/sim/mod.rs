@@ -249,6 +249,8 @@ pub struct Sim {
     counts: Vec<(&'static str, usize)>,
     /// The hosts on each segment (multicast fan-out without scanning every host).
     members: Vec<Vec<HostId>>,
+    /// What each host receives datagrams on, by host (see `datagram::Sockets`).
+    sockets: Vec<datagram::Sockets>,
     /// Wall time spent inside cores, if measured.
     core_time: core::time::Duration,
 }
@@ -273,6 +275,7 @@ impl Sim {
             counts: Vec::new(),
             core_time: Duration::ZERO,
             members: vec![Vec::new()],
+            sockets: Vec::new(),
             outbox: Vec::new(),
             cfg,
         };
@@ -355,6 +358,7 @@ impl Sim {
         let host = Host::new(h, state, template);
         self.net.host_segment.push(host.segment);
         self.members[host.segment].push(h);
+        self.sockets.push(datagram::Sockets::of(&host));
         self.by_ip.insert(IpAddr::V4(host.ip), h);
         self.hosts.push(host);
         h
@@ -408,6 +412,7 @@ impl Sim {
             check,
         });
         host.state = HostState::Running;
+        self.sockets[h] = datagram::Sockets::of(host);
         self.sim_line(format!("start n{h} inc={inc}"));
         // Cannot fail: only events of a fresh core are checked.
         self.after(h).expect("fresh core broke an invariant");
@@ -495,6 +500,7 @@ impl Sim {
         host.node = None;
         host.state = then;
         host.timer_gen += 1;
+        self.sockets[h] = datagram::Sockets::of(host);
         self.sim_line(format!("crash n{h} then={}", then.as_str()));
     }
 
