@@ -331,6 +331,11 @@ impl DhtNode {
         self.events.pop_front()
     }
 
+    /// Whether a datagram or an event waits to be polled.
+    pub fn has_output(&self) -> bool {
+        !self.transmits.is_empty() || !self.events.is_empty()
+    }
+
     /// When [`DhtNode::handle_timeout`] next has work: a query deadline, token rotation or
     /// housekeeping. Changes after any `handle_*` call or command.
     pub fn poll_timeout(&self) -> Option<Instant> {

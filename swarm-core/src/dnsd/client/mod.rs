@@ -248,6 +248,11 @@ impl DnsClient {
         self.events.pop_front()
     }
 
+    /// Whether a datagram or an event waits to be polled.
+    pub fn has_output(&self) -> bool {
+        !self.transmits.is_empty() || !self.events.is_empty()
+    }
+
     fn rounds_blocked(&self) -> bool {
         !self.started
             || (self.config.implied_port && self.whoami.as_ref().is_some_and(|w| !w.is_done()))
