@@ -552,42 +552,40 @@ impl MdnsDiscovery {
         found: &mut Vec<(u64, SocketAddrV4)>,
     ) {
         let start = found.len();
-        // Most answers on a busy LAN repeat what was reported moments ago. They are told
-        // apart while the peers are decoded, writing nothing: `found` is the engine's
-        // memory, which at 10,000 simulated nodes a datagram finds evicted. Nor do they
-        // need the echo check (two table lookups in memory nothing else touches).
         let mut token: &[u8] = &[];
-        let (mut listed, mut fresh, mut all_repeats) = (0usize, 0usize, true);
+        let mut peers = RecordPeers::new();
         for (key, value) in wire::txt_strings(data).map(txt::key_value) {
             match key {
                 b"token" => token = value,
                 b"peers" => {
-                    let room = MAX_PEERS_PER_DATAGRAM.saturating_sub(start + listed);
-                    txt::peers(value, sender, room, |p| {
-                        listed += 1;
-                        if p.port() != 0 {
-                            fresh += 1;
-                            all_repeats = all_repeats && self.is_repeat(now, tag, p);
-                        }
-                    });
+                    let room = MAX_PEERS_PER_DATAGRAM.saturating_sub(start + peers.len());
+                    txt::peers(value, sender, room, |p| peers.push(p, tag, found));
                 }
                 _ => {}
             }
         }
+        // Most answers on a busy LAN repeat what was reported moments ago; those need no
+        // echo check (two table lookups in memory nothing else touches).
+        let (mut fresh, mut all_repeats) = (0usize, true);
+        let spilled = found[start..].iter().map(|(_, p)| p);
+        for p in peers.first().iter().chain(spilled) {
+            if p.port() != 0 {
+                fresh += 1;
+                all_repeats = all_repeats && self.is_repeat(now, tag, *p);
+            }
+        }
         if fresh > 0 && all_repeats {
             self.stats.repeats += fresh as u64;
+            found.truncate(start);
             return;
         }
         if self.is_own_token(now, token, sender) {
             self.stats.echoes_suppressed += 1;
+            found.truncate(start);
             return;
         }
-        for (key, value) in wire::txt_strings(data).map(txt::key_value) {
-            if key == b"peers" {
-                let room = MAX_PEERS_PER_DATAGRAM.saturating_sub(found.len());
-                txt::peers(value, sender, room, |p| found.push((tag, p)));
-            }
-        }
+        let first = peers.first().iter().map(|p| (tag, *p));
+        found.splice(start..start, first);
         keep_new_peers(found, start);
     }
 
@@ -735,6 +733,45 @@ impl MdnsDiscovery {
             return;
         }
         self.events.push_back(event);
+    }
+}
+
+/// A TXT record's peers in order: the first few on the stack, the rest (more than a
+/// `peers` string holds, which Node never sends) in the found list. A busy LAN's answers are
+/// nearly all repeats, which are then told apart without writing to the found list, the
+/// engine's memory, which at 10,000 simulated nodes a datagram finds evicted.
+struct RecordPeers {
+    len: usize,
+    first: [SocketAddrV4; STACKED_PEERS],
+}
+
+/// A `peers` string's most (255 bytes of base64 hold 31 entries).
+const STACKED_PEERS: usize = txt::PEERS_PER_STRING + 1;
+
+impl RecordPeers {
+    fn new() -> Self {
+        RecordPeers {
+            len: 0,
+            first: [SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); STACKED_PEERS],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds `peer`, to `found` under `tag` once the stack's room is used up.
+    fn push(&mut self, peer: SocketAddrV4, tag: u64, found: &mut Vec<(u64, SocketAddrV4)>) {
+        match self.first.get_mut(self.len) {
+            Some(slot) => *slot = peer,
+            None => found.push((tag, peer)),
+        }
+        self.len += 1;
+    }
+
+    /// The peers held on the stack, in order.
+    fn first(&self) -> &[SocketAddrV4] {
+        &self.first[..self.len.min(STACKED_PEERS)]
     }
 }
 

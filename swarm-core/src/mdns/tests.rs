@@ -1121,3 +1121,31 @@ quickcheck::quickcheck! {
         true
     }
 }
+
+#[test]
+fn a_record_listing_more_peers_than_a_string_holds_reports_them_all_in_order() {
+    // Two `peers` strings in one TXT record (Node never sends this; a record is read whole).
+    let mut m = engine(1);
+    m.join(&b"ubuntu-14.04"[..], false, 0);
+    let peer = |i: u16| SocketAddrV4::new(Ipv4Addr::new(10, 9, (i >> 8) as u8, i as u8), 7000 + i);
+    let listed: Vec<SocketAddrV4> = (1..=62).map(peer).collect();
+    let (a, b) = (
+        txt::peers_string(&listed[..31]),
+        txt::peers_string(&listed[31..]),
+    );
+    let answer = lone_answer(UBUNTU, &[b"token=x", a.as_bytes(), b.as_bytes()]);
+    m.handle_datagram(Instant::ZERO, addr(2, 5353), &answer);
+    let reported: Vec<SocketAddr> = drain_events(&mut m)
+        .into_iter()
+        .map(|e| match e {
+            MdnsEvent::Peer { addr, .. } => addr,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let want: Vec<SocketAddr> = listed.iter().map(|p| SocketAddr::V4(*p)).collect();
+    assert_eq!(reported, want);
+    // The same answer a second later: every one of them a repeat.
+    m.handle_datagram(Instant::from_micros(1_000_000), addr(2, 5353), &answer);
+    assert!(drain_events(&mut m).is_empty());
+    assert_eq!(m.stats().repeats, 62);
+}
