@@ -210,6 +210,15 @@ pub fn server_runtime() -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// The `i`th command-line argument as a number, or `default` if it is missing or not one
+/// (the core benches take a few positional numbers).
+pub fn positional_arg(i: usize, default: u64) -> u64 {
+    std::env::args()
+        .nth(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,12 +26,7 @@ fn request(w: &mut Writer, name: &str, token: &str, port: u16, subscribe: bool) 
 }
 
 fn main() {
-    let arg = |i: usize, default: u64| {
-        std::env::args()
-            .nth(i)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(default)
-    };
+    let arg = swarm_bench::positional_arg;
     let (peers, per_name, seconds) = (arg(1, 100_000) as usize, arg(2, 20) as usize, arg(3, 5));
     let names = peers.div_ceil(per_name);
     let name = |i: usize| format!("{i:040x}.dns-discovery.local");

@@ -28,12 +28,7 @@ fn ip(i: u32) -> Ipv4Addr {
 }
 
 fn main() {
-    let arg = |i: usize, default: u64| {
-        std::env::args()
-            .nth(i)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(default)
-    };
+    let arg = swarm_bench::positional_arg;
     let (senders, seconds) = (arg(1, 49) as u32, arg(2, 3));
     // The listener's query, as every node sends them.
     let mut listener = engine(0);
