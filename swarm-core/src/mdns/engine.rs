@@ -745,7 +745,7 @@ struct RecordPeers {
     first: [SocketAddrV4; STACKED_PEERS],
 }
 
-/// A `peers` string's most (255 bytes of base64 hold 31 entries).
+/// Room for every entry of one `peers` string (at most 31 fit in a TXT string).
 const STACKED_PEERS: usize = txt::PEERS_PER_STRING + 1;
 
 impl RecordPeers {
