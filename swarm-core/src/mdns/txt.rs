@@ -71,14 +71,58 @@ pub fn answer_count(n: usize) -> usize {
 /// every string stays within 255 bytes and a Node receiver, which reads each TXT answer as
 /// one key/value object (a second `peers=` in the same record would overwrite the first),
 /// still sees every entry. No entries: `token=` alone, as Node.
+/// Built on the stack: every announcer writes one for every query on its LAN.
 pub fn write_peer_answers(w: &mut Writer, name: &[u8], token: &str, entries: &[SocketAddrV4]) {
-    let t = format!("token={token}");
+    let mut t = TxtString::new(b"token=");
+    t.extend(token.as_bytes());
     let mut chunks = entries.chunks(PEERS_PER_STRING).peekable();
     if chunks.peek().is_none() {
         w.txt(name, &[t.as_bytes()]);
     }
     for chunk in chunks {
-        w.txt(name, &[t.as_bytes(), peers_string(chunk).as_bytes()]);
+        let mut raw = [0u8; 6 * PEERS_PER_STRING];
+        for (e, out) in chunk.iter().zip(raw.chunks_exact_mut(6)) {
+            out[..4].copy_from_slice(&e.ip().octets());
+            out[4..].copy_from_slice(&e.port().to_be_bytes());
+        }
+        let mut p = TxtString::new(b"peers=");
+        p.extend_base64(&raw[..chunk.len() * 6]);
+        w.txt(name, &[t.as_bytes(), p.as_bytes()]);
+    }
+}
+
+/// A TXT character-string on the stack, cut at 255 bytes as [`Writer::txt`] cuts one.
+struct TxtString {
+    len: usize,
+    bytes: [u8; 255],
+}
+
+impl TxtString {
+    fn new(key: &[u8]) -> Self {
+        let mut s = TxtString {
+            len: 0,
+            bytes: [0; 255],
+        };
+        s.extend(key);
+        s
+    }
+
+    fn extend(&mut self, more: &[u8]) {
+        let n = more.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&more[..n]);
+        self.len += n;
+    }
+
+    /// Appends `raw` in padded base64 (31 entries' worth fits after `peers=`).
+    fn extend_base64(&mut self, raw: &[u8]) {
+        let written = ENCODE
+            .encode_slice(raw, &mut self.bytes[self.len..])
+            .expect("a peers string's base64 fits in 255 bytes");
+        self.len += written;
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
