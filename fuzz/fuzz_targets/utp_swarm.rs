@@ -66,7 +66,11 @@ impl H {
     }
 
     fn deliver(&mut self, to: usize, data: &[u8], stranger: bool) {
-        let from = if stranger { addr(9) } else { addr(if to == 1 { 1 } else { 2 }) };
+        let from = if stranger {
+            addr(9)
+        } else {
+            addr(if to == 1 { 1 } else { 2 })
+        };
         let input = Input::Datagram {
             socket: UdpSocket::Swarm,
             from,
