@@ -53,13 +53,23 @@ pub fn token_bytes(secret: &[u8; 32], ip: Ipv4Addr) -> Token {
 
 /// `peers=<base64 of ip|port entries>` for at most [`PEERS_PER_STRING`] entries.
 pub fn peers_string(entries: &[SocketAddrV4]) -> String {
+    let p = peers_txt(entries);
+    String::from_utf8(p.as_bytes().to_vec()).expect("key and base64 are ASCII")
+}
+
+/// [`peers_string`] on the stack (entries beyond [`PEERS_PER_STRING`] are left out).
+fn peers_txt(entries: &[SocketAddrV4]) -> TxtString {
     debug_assert!(entries.len() <= PEERS_PER_STRING);
-    let mut raw = Vec::with_capacity(entries.len() * 6);
-    for e in entries {
-        raw.extend_from_slice(&e.ip().octets());
-        raw.extend_from_slice(&e.port().to_be_bytes());
+    let mut raw = [0u8; 6 * PEERS_PER_STRING];
+    let mut len = 0;
+    for (e, out) in entries.iter().zip(raw.chunks_exact_mut(6)) {
+        out[..4].copy_from_slice(&e.ip().octets());
+        out[4..].copy_from_slice(&e.port().to_be_bytes());
+        len += 6;
     }
-    format!("peers={}", ENCODE.encode(raw))
+    let mut p = TxtString::new(b"peers=");
+    p.extend_base64(&raw[..len]);
+    p
 }
 
 /// TXT records [`write_peer_answers`] writes for `n` entries.
@@ -80,14 +90,7 @@ pub fn write_peer_answers(w: &mut Writer, name: &[u8], token: &str, entries: &[S
         w.txt(name, &[t.as_bytes()]);
     }
     for chunk in chunks {
-        let mut raw = [0u8; 6 * PEERS_PER_STRING];
-        for (e, out) in chunk.iter().zip(raw.chunks_exact_mut(6)) {
-            out[..4].copy_from_slice(&e.ip().octets());
-            out[4..].copy_from_slice(&e.port().to_be_bytes());
-        }
-        let mut p = TxtString::new(b"peers=");
-        p.extend_base64(&raw[..chunk.len() * 6]);
-        w.txt(name, &[t.as_bytes(), p.as_bytes()]);
+        w.txt(name, &[t.as_bytes(), peers_txt(chunk).as_bytes()]);
     }
 }
 
