@@ -256,13 +256,13 @@ pub fn emit(value: &Value<'_>, out: &mut Vec<u8>) {
 /// Appends `i<n>e`.
 pub fn int(out: &mut Vec<u8>, n: i64) {
     out.push(b'i');
-    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     out.push(b'e');
 }
 
 /// Appends `<len>:<bytes>`.
 pub fn bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(b.len().to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(b.len()).as_bytes());
     out.push(b':');
     out.extend_from_slice(b);
 }

@@ -367,7 +367,7 @@ pub fn emit_response(
 /// Appends an error reply.
 pub fn emit_error(out: &mut Vec<u8>, t: &[u8], code: i64, message: &[u8]) {
     out.extend_from_slice(b"d1:eli");
-    out.extend_from_slice(code.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(code).as_bytes());
     out.push(b'e');
     bencode::bytes(out, message);
     out.extend_from_slice(b"e1:t");
