@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use swarm_sim::scenarios::{self, Params, Report};
 use swarm_sim::{Violation, SCENARIOS};
 
+/// See swarm-sim's Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(about = "Deterministic simulator for the swarm core")]
 struct Args {

@@ -7,6 +7,10 @@ use clap::Parser;
 use std::time::{Duration, Instant};
 use swarm_sim::dhtnet::{run, DhtNetConfig};
 
+/// See swarm-sim's Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     #[arg(long, default_value_t = 1)]
