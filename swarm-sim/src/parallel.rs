@@ -1,7 +1,7 @@
 //! A simulation split by LAN segment into partitions, one [`Sim`] each, run by a pool of
-//! threads: in each window the threads take the partitions one by one, so more partitions
-//! than threads even out the windows' uneven work (a thread that drew a busy partition runs
-//! fewer others).
+//! threads: in each window the threads take the partitions one by one, the longest (in the
+//! window before) first, so more partitions than threads even out the windows' uneven work
+//! (a thread that drew a busy partition runs fewer others).
 //!
 //! Conservative time windows: nothing crosses between segments faster than the WAN's base
 //! latency (the [lookahead](Sim::lookahead)), so while every partition runs the events of
@@ -19,7 +19,7 @@
 use crate::sim::{Partition, Remote};
 use crate::{Sim, Violation};
 use core::time::Duration;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Barrier, Mutex};
 use std::time::Instant as WallClock;
@@ -60,7 +60,8 @@ pub fn run<S: Send>(
         slots: (0..count).map(|_| Mutex::new(None)).collect(),
         // `mail[parity][from * count + to]`: what `from` sent `to` in a window of that parity.
         mail: [0, 1].map(|_| (0..count * count).map(|_| Mutex::new(Vec::new())).collect()),
-        next: [AtomicUsize::new(0), AtomicUsize::new(0)],
+        taken: [0, 1].map(|_| (0..count).map(|_| AtomicBool::new(false)).collect()),
+        cost: [0, 1].map(|_| (0..count).map(|_| AtomicU64::new(0)).collect()),
         barrier: Barrier::new(threads),
         failed: Mutex::new(Vec::new()),
         count,
@@ -116,8 +117,10 @@ unsafe impl Send for Movable {}
 struct Shared {
     slots: Vec<Mutex<Option<Movable>>>,
     mail: [Vec<Mutex<Vec<Remote>>>; 2],
-    /// The next partition to take, for windows of each parity.
-    next: [AtomicUsize; 2],
+    /// `taken[parity][i]`: partition `i` is run (or being run) in the window of that parity.
+    taken: [Vec<AtomicBool>; 2],
+    /// `cost[parity][i]`: nanoseconds partition `i`'s last window of that parity took.
+    cost: [Vec<AtomicU64>; 2],
     barrier: Barrier,
     /// Partitions that met a violation.
     failed: Mutex<Vec<(usize, Violation)>>,
@@ -156,16 +159,21 @@ fn worker(
             let end = (t_now + lookahead).min(checkpoint.as_micros());
             let parity = window % 2;
             let started = WallClock::now();
-            while let Some(i) = take(&shared.next[parity], count) {
+            while let Some(i) = take(shared, parity) {
+                let started = WallClock::now();
                 run_window(shared, i, parity, Instant::from_micros(end - 1));
+                let took = started.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
+                shared.cost[parity][i].store(took, Ordering::Relaxed);
             }
             let ran_until = WallClock::now();
             times.running += ran_until - started;
             times.windows += 1;
-            // Everything of this window is sent; the counter of the window after next (this
-            // one's) is free again once every thread is here.
+            // Everything of this window is sent; the marks of the window after next (this
+            // one's) are free again once every thread is here.
             if shared.barrier.wait().is_leader() {
-                shared.next[parity].store(0, Ordering::Relaxed);
+                for taken in &shared.taken[parity] {
+                    taken.store(false, Ordering::Relaxed);
+                }
             }
             times.waiting += ran_until.elapsed();
             if !shared.failed.lock().expect("no thread panicked").is_empty() {
@@ -183,10 +191,21 @@ fn worker(
     times
 }
 
-/// The next partition index of a window, if any is left.
-fn take(next: &AtomicUsize, count: usize) -> Option<usize> {
-    let i = next.fetch_add(1, Ordering::Relaxed);
-    (i < count).then_some(i)
+/// The partition a thread runs next in a window of `parity`, if any is left: the one that
+/// took longest in the window before (whose costs nobody writes during this one), so the
+/// short ones are left to fill in at the end and the threads reach the barrier together
+/// (longest processing time first). Which thread runs which partition changes nothing in
+/// the run.
+fn take(shared: &Shared, parity: usize) -> Option<usize> {
+    let (taken, cost) = (&shared.taken[parity], &shared.cost[1 - parity]);
+    loop {
+        let longest = (0..shared.count)
+            .filter(|&i| !taken[i].load(Ordering::Relaxed))
+            .max_by_key(|&i| (cost[i].load(Ordering::Relaxed), core::cmp::Reverse(i)))?;
+        if !taken[longest].swap(true, Ordering::Relaxed) {
+            return Some(longest);
+        }
+    }
 }
 
 /// Partition `i`'s window: it takes in what the others sent it in the window before (by
