@@ -160,9 +160,10 @@ fn worker(
             let parity = window % 2;
             let started = WallClock::now();
             while let Some(i) = take(shared, parity) {
-                let started = WallClock::now();
+                let partition_started = WallClock::now();
                 run_window(shared, i, parity, Instant::from_micros(end - 1));
-                let took = started.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
+                let took = partition_started.elapsed().as_nanos();
+                let took = took.try_into().unwrap_or(u64::MAX);
                 shared.cost[parity][i].store(took, Ordering::Relaxed);
             }
             let ran_until = WallClock::now();
