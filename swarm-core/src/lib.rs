@@ -51,6 +51,18 @@ pub(crate) fn new_map<K, V>(seed: u64) -> Map<K, V> {
     Map::with_hasher(foldhash::fast::FixedState::with_seed(seed))
 }
 
+/// Gives back most of a map's room once it holds an eighth of what it has room for: a
+/// table sized by a burst (a join's dials, connections being refused) would otherwise keep
+/// that size for good. The room left is twice what it holds, so it shrinks again only after
+/// it has emptied by as much once more. Only for maps nothing iterates: a shrink reorders
+/// them.
+pub(crate) fn shrink_if_sparse<K: Eq + core::hash::Hash, V>(map: &mut Map<K, V>) {
+    const MIN_ROOM: usize = 64;
+    if map.capacity() > MIN_ROOM && map.len() * 8 < map.capacity() {
+        map.shrink_to((map.len() * 2).max(MIN_ROOM / 4));
+    }
+}
+
 /// The address of `field`, for cache hints (see [`Swarm::datagram_hints`]).
 pub(crate) fn line_of<T>(field: &T) -> *const u8 {
     (field as *const T).cast()
@@ -75,3 +87,28 @@ pub use event::{BanReason, ConnInfo, Event, PeerInfo, PeerSource, RejectReason, 
 pub use handshake::HandshakeError;
 pub use swarm::{CloseCause, CommandError, ConnId, Input, Output, StreamError, Swarm, UdpSocket};
 pub use time::Instant;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sparse_map_gives_back_its_room_and_keeps_its_entries() {
+        let mut map: Map<u32, u32> = new_map(1);
+        for i in 0..1000 {
+            map.insert(i, i);
+        }
+        let full = map.capacity();
+        for i in 10..1000 {
+            map.remove(&i);
+            shrink_if_sparse(&mut map);
+        }
+        assert!(map.capacity() < full / 8, "{} of {full}", map.capacity());
+        assert_eq!(map.len(), 10);
+        assert!((0..10).all(|i| map.get(&i) == Some(&i)));
+        // A small map is left alone.
+        let before = map.capacity();
+        shrink_if_sparse(&mut map);
+        assert_eq!(map.capacity(), before);
+    }
+}

@@ -211,6 +211,7 @@ impl Swarm {
         let Some(attempt) = self.attempts.remove(&attempt_id) else {
             return;
         };
+        crate::shrink_if_sparse(&mut self.attempts);
         let timer = (attempt.deadline, Timer::ConnectTimeout(attempt_id));
         self.timers.remove(&timer);
         for loser in attempt.conns.into_iter().filter(|c| *c != winner) {
@@ -272,6 +273,7 @@ impl Swarm {
         let Some(attempt) = self.attempts.remove(&attempt_id) else {
             return;
         };
+        crate::shrink_if_sparse(&mut self.attempts);
         let timer = (attempt.deadline, Timer::ConnectTimeout(attempt_id));
         self.timers.remove(&timer);
         self.total -= 1;

@@ -598,6 +598,7 @@ impl Swarm {
             if c.is_pending() {
                 self.unpend(c.info.addr.ip(), c.side());
             }
+            crate::shrink_if_sparse(&mut self.conns);
         }
     }
 
@@ -607,6 +608,7 @@ impl Swarm {
             *slot = slot.saturating_sub(1);
             if counts.0 == [0; 4] {
                 self.pending.remove(&ip);
+                crate::shrink_if_sparse(&mut self.pending);
             }
         }
     }
