@@ -206,14 +206,20 @@ impl Swarm {
         }
     }
 
+    /// Forgets an attempt and cancels its connect timeout; its connections are the caller's.
+    fn end_attempt(&mut self, attempt_id: AttemptId) -> Option<Attempt> {
+        let attempt = self.attempts.remove(&attempt_id)?;
+        crate::shrink_if_sparse(&mut self.attempts);
+        self.timers
+            .remove(&(attempt.deadline, Timer::ConnectTimeout(attempt_id)));
+        Some(attempt)
+    }
+
     /// `winner` connected first (or TCP connected): the attempt ends and the others close.
     pub(super) fn attempt_won(&mut self, now: Instant, attempt_id: AttemptId, winner: ConnId) {
-        let Some(attempt) = self.attempts.remove(&attempt_id) else {
+        let Some(attempt) = self.end_attempt(attempt_id) else {
             return;
         };
-        crate::shrink_if_sparse(&mut self.attempts);
-        let timer = (attempt.deadline, Timer::ConnectTimeout(attempt_id));
-        self.timers.remove(&timer);
         for loser in attempt.conns.into_iter().filter(|c| *c != winner) {
             self.remove_conn(loser);
             self.close_transport(loser);
@@ -270,12 +276,9 @@ impl Swarm {
     }
 
     pub(super) fn attempt_failed(&mut self, now: Instant, attempt_id: AttemptId) {
-        let Some(attempt) = self.attempts.remove(&attempt_id) else {
+        let Some(attempt) = self.end_attempt(attempt_id) else {
             return;
         };
-        crate::shrink_if_sparse(&mut self.attempts);
-        let timer = (attempt.deadline, Timer::ConnectTimeout(attempt_id));
-        self.timers.remove(&timer);
         self.total -= 1;
         self.stats.dials_failed += 1;
         self.emit(Event::ConnectFailed {
