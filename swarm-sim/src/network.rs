@@ -6,7 +6,7 @@
 //! an earlier one.
 
 use crate::internet::Internet;
-use crate::rng::SimRng;
+use crate::rng::{Modulus, SimRng};
 use bytes::Bytes;
 use core::time::Duration;
 use std::collections::BTreeMap;
@@ -247,6 +247,9 @@ pub struct Network {
     pub host_segment: Vec<SegmentId>,
     /// Seeds each link's base latency (a hash of the pair: no table to grow with N²).
     pub latency_seed: u64,
+    /// The spans a LAN datagram's delay is drawn from, as of construction (a changed
+    /// config is still right, by division).
+    lan_spans: LanSpans,
     /// Hosts cut off from the network until the given instant: their packets wait (TCP
     /// retransmits) and arrive no earlier than that plus the link latency.
     isolated: BTreeMap<HostId, Instant>,
@@ -256,9 +259,27 @@ pub struct Network {
     pipe_stride: u64,
 }
 
+/// The moduli of a LAN link's latency range and of its jitter range.
+#[derive(Default)]
+struct LanSpans {
+    latency: Modulus,
+    jitter: Modulus,
+}
+
+impl LanSpans {
+    fn of(cfg: &NetConfig) -> Self {
+        let (lo, hi) = (micros(cfg.latency.0), micros(cfg.latency.1));
+        LanSpans {
+            latency: Modulus::new(hi.saturating_sub(lo).saturating_add(1)),
+            jitter: Modulus::new(micros(cfg.jitter).saturating_add(1)),
+        }
+    }
+}
+
 impl Network {
     pub fn new(cfg: NetConfig) -> Self {
         Network {
+            lan_spans: LanSpans::of(&cfg),
             cfg,
             segments: vec![SegmentConfig::default()],
             ..Network::default()
@@ -277,7 +298,8 @@ impl Network {
     /// jitter (datagrams may overtake each other). In whole µs rather than `Duration`s, whose
     /// conversions cost more than the rest of a multicast copy.
     pub fn datagram_delay_us(&mut self, rng: &mut SimRng, a: HostId, b: HostId) -> u64 {
-        self.link_latency_us(a, b) + rng.range(0, micros(self.cfg.jitter))
+        let jitter = rng.range_by(0, micros(self.cfg.jitter), &self.lan_spans.jitter);
+        self.link_latency_us(a, b) + jitter
     }
 
     fn link_latency(&self, a: HostId, b: HostId) -> Duration {
@@ -288,17 +310,17 @@ impl Network {
         if a == b {
             return micros(self.cfg.loopback);
         }
-        let (lo, hi) = if self.segment(a) == self.segment(b) {
-            self.cfg.latency
+        let ((lo, hi), span) = if self.segment(a) == self.segment(b) {
+            (self.cfg.latency, &self.lan_spans.latency)
         } else {
-            self.internet.wan.latency
+            (self.internet.wan.latency, &Modulus::default())
         };
         let (lo, hi) = (micros(lo), micros(hi));
         if hi <= lo {
             return lo;
         }
         let pair = crate::rng::derive(self.latency_seed, &[a.min(b) as u64, a.max(b) as u64]);
-        lo + pair % (hi - lo + 1)
+        lo + span.rem(pair, hi - lo + 1)
     }
 
     /// Opens a pipe from `dialer` (holding `conn`) towards `acceptor`.

@@ -18,6 +18,48 @@ pub fn derive(seed: u64, path: &[u64]) -> u64 {
     path.iter().fold(mix(seed), |acc, x| mix(acc ^ mix(*x)))
 }
 
+/// `x % d` for a divisor known in advance, by two multiplications instead of a 64-bit
+/// division (Lemire, Kaser and Kurz, "Faster remainder by direct computation", 2019: with
+/// a 128-bit reciprocal the result is exact for every 64-bit `x` and `d`). Every datagram
+/// copy draws its delay modulo the same few spans, and the division was most of a copy's
+/// delay computation.
+#[derive(Clone, Copy, Debug)]
+pub struct Modulus {
+    divisor: u64,
+    /// ⌈2¹²⁸ / divisor⌉, wrapped (0 for a divisor of 1, whose remainders are all 0).
+    reciprocal: u128,
+}
+
+impl Default for Modulus {
+    fn default() -> Self {
+        Modulus::new(1)
+    }
+}
+
+impl Modulus {
+    /// # Panics
+    /// If `divisor` is 0.
+    pub fn new(divisor: u64) -> Self {
+        assert!(divisor > 0, "remainder by zero");
+        Modulus {
+            divisor,
+            reciprocal: (u128::MAX / u128::from(divisor)).wrapping_add(1),
+        }
+    }
+
+    /// `x % divisor`: the fast way when `divisor` is this one's, else by division.
+    pub fn rem(&self, x: u64, divisor: u64) -> u64 {
+        if divisor != self.divisor {
+            return x % divisor;
+        }
+        let fraction = self.reciprocal.wrapping_mul(u128::from(x));
+        let d = u128::from(divisor);
+        let low = (u128::from(fraction as u64) * d) >> 64;
+        let high = (fraction >> 64) * d;
+        ((low + high) >> 64) as u64
+    }
+}
+
 /// The simulator's generator with the draws it needs.
 pub struct SimRng(Xoshiro256PlusPlus);
 
@@ -40,6 +82,19 @@ impl SimRng {
             return self.next_u64();
         }
         lo + self.next_u64() % (span + 1)
+    }
+
+    /// [`SimRng::range`] (the same draw and result), its remainder taken by `span`, which
+    /// should be the modulus of `hi - lo + 1`.
+    pub fn range_by(&mut self, lo: u64, hi: u64, span: &Modulus) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        let width = hi - lo;
+        if width == u64::MAX {
+            return self.next_u64();
+        }
+        lo + span.rem(self.next_u64(), width + 1)
     }
 
     /// Uniform in `lo..=hi`, at microsecond resolution.
@@ -68,6 +123,52 @@ impl SimRng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_remainders_equal_division() {
+        let mut rng = SimRng::new(11);
+        let edges = [
+            0,
+            1,
+            2,
+            3,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+            (1 << 63) - 1,
+            (1 << 32) + 1,
+        ];
+        let mut divisors: Vec<u64> = edges.iter().copied().filter(|&d| d > 0).collect();
+        divisors.extend(
+            (0..200)
+                .map(|i| rng.next_u64() >> (i % 64))
+                .filter(|&d| d > 0),
+        );
+        divisors.extend(1..=70);
+        for d in divisors {
+            let m = Modulus::new(d);
+            let xs = edges
+                .iter()
+                .copied()
+                .chain((0..200).map(|_| rng.next_u64()));
+            for x in xs.chain([d, d - 1, d.wrapping_add(1), d.wrapping_mul(3)]) {
+                assert_eq!(m.rem(x, d), x % d, "{x} % {d}");
+            }
+        }
+        // Another divisor than its own: plain division.
+        assert_eq!(Modulus::new(7).rem(20, 6), 2);
+    }
+
+    #[test]
+    fn range_by_draws_as_range() {
+        let (mut a, mut b) = (SimRng::new(5), SimRng::new(5));
+        for (lo, hi) in [(0, 20_000), (3, 3), (5, 2), (100, 900), (0, u64::MAX)] {
+            let span = Modulus::new((hi - lo).wrapping_add(1).max(1));
+            for _ in 0..100 {
+                assert_eq!(a.range(lo, hi), b.range_by(lo, hi, &span));
+            }
+        }
+    }
 
     #[test]
     fn derivation_is_stable_and_spreads() {
