@@ -72,10 +72,32 @@ const QUEUE_KEPT: usize = 16;
 /// The candidate table and the dial queue.
 #[derive(Debug)]
 pub(crate) struct PeerTable {
-    peers: Map<PeerKey, Peer>,
+    /// The peers, by the topic they were found under (a node has a few topics and hundreds
+    /// of peers under each, so a topic is held once, not in every key: the table was the
+    /// largest part of a simulated node, ~100 bytes an entry, and each lookup hashed and
+    /// compared the topic's bytes). Tables are dropped once empty.
+    topics: Vec<TopicPeers>,
+    len: usize,
     queue: VecDeque<PeerKey>,
     /// Peers per address that are queued, waiting, dialling or connected (any topic).
     busy_addrs: Map<SocketAddr, u32>,
+    seed: u64,
+}
+
+#[derive(Debug)]
+struct TopicPeers {
+    topic: Option<Bytes>,
+    peers: Map<SocketAddr, Peer>,
+}
+
+/// The same topic: the same buffer (a topic's `Bytes` are clones of the joined one), else
+/// the same bytes.
+fn same_topic(a: &Option<Bytes>, b: &Option<Bytes>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b,
+        _ => false,
+    }
 }
 
 fn is_busy(status: PeerStatus) -> bool {
@@ -85,18 +107,28 @@ fn is_busy(status: PeerStatus) -> bool {
 impl PeerTable {
     pub fn new(seed: u64) -> Self {
         PeerTable {
-            peers: new_map(seed),
+            topics: Vec::new(),
+            len: 0,
             queue: VecDeque::new(),
             busy_addrs: new_map(seed),
+            seed,
         }
     }
 
+    fn topic_index(&self, topic: &Option<Bytes>) -> Option<usize> {
+        self.topics.iter().position(|t| same_topic(&t.topic, topic))
+    }
+
+    fn peers_of(&self, topic: &Option<Bytes>) -> Option<&Map<SocketAddr, Peer>> {
+        self.topic_index(topic).map(|i| &self.topics[i].peers)
+    }
+
     pub fn get(&self, key: &PeerKey) -> Option<&Peer> {
-        self.peers.get(key)
+        self.peers_of(&key.topic)?.get(&key.addr)
     }
 
     pub fn len(&self) -> usize {
-        self.peers.len()
+        self.len
     }
 
     pub fn queued(&self) -> usize {
@@ -111,13 +143,25 @@ impl PeerTable {
         PeerInfo {
             addr: key.addr,
             topic: key.topic.clone(),
-            retries: self.peers.get(key).map_or(0, |p| p.retries),
+            retries: self.get(key).map_or(0, |p| p.retries),
         }
     }
 
     /// Inserts or updates a peer, keeping the busy index right.
     pub fn set_status(&mut self, key: &PeerKey, status: PeerStatus) {
-        let peer = self.peers.entry(key.clone()).or_insert(Peer {
+        let i = match self.topic_index(&key.topic) {
+            Some(i) => i,
+            None => {
+                self.topics.push(TopicPeers {
+                    topic: key.topic.clone(),
+                    peers: new_map(self.seed),
+                });
+                self.topics.len() - 1
+            }
+        };
+        let peers = &mut self.topics[i].peers;
+        let before = peers.len();
+        let peer = peers.entry(key.addr).or_insert(Peer {
             retries: 0,
             status: PeerStatus::Idle,
             banned: false,
@@ -126,6 +170,7 @@ impl PeerTable {
         });
         let was_busy = is_busy(peer.status);
         peer.status = status;
+        self.len += peers.len() - before;
         match (was_busy, is_busy(status)) {
             (false, true) => *self.busy_addrs.entry(key.addr).or_insert(0) += 1,
             (true, false) => self.release_addr(key.addr),
@@ -150,7 +195,7 @@ impl PeerTable {
     /// The next queued peer that is still queued and not banned.
     pub fn dequeue(&mut self) -> Option<PeerKey> {
         while let Some(key) = self.queue.pop_front() {
-            match self.peers.get(&key) {
+            match self.get(&key) {
                 Some(peer) if peer.status == PeerStatus::Queued && !peer.banned => {
                     return Some(key)
                 }
@@ -167,37 +212,59 @@ impl PeerTable {
     }
 
     pub fn update(&mut self, key: &PeerKey, f: impl FnOnce(&mut Peer)) {
-        if let Some(peer) = self.peers.get_mut(key) {
+        let Some(i) = self.topic_index(&key.topic) else {
+            return;
+        };
+        if let Some(peer) = self.topics[i].peers.get_mut(&key.addr) {
             f(peer);
         }
     }
 
     pub fn remove(&mut self, key: &PeerKey) {
-        if let Some(peer) = self.peers.remove(key) {
+        let Some(i) = self.topic_index(&key.topic) else {
+            return;
+        };
+        if let Some(peer) = self.remove_at(i, &key.addr) {
             if is_busy(peer.status) {
                 self.release_addr(key.addr);
             }
         }
     }
 
+    /// Removes a peer of the `i`th topic, and the topic's table once it is empty.
+    fn remove_at(&mut self, i: usize, addr: &SocketAddr) -> Option<Peer> {
+        let peer = self.topics[i].peers.remove(addr)?;
+        self.len -= 1;
+        if self.topics[i].peers.is_empty() {
+            self.topics.remove(i);
+        }
+        Some(peer)
+    }
+
     /// Forgets idle, unbanned peers until the table has room for one more under `cap`.
     /// Returns false if it is still full (everything left is busy or banned).
     pub fn make_room(&mut self, cap: usize) -> bool {
-        if self.peers.len() < cap {
+        if self.len < cap {
             return true;
         }
-        let excess = self.peers.len() + 1 - cap;
+        let excess = self.len + 1 - cap;
         let victims: Vec<PeerKey> = self
-            .peers
+            .topics
             .iter()
-            .filter(|(_, p)| p.status == PeerStatus::Idle && !p.banned)
-            .map(|(k, _)| k.clone())
+            .flat_map(|t| t.peers.iter().map(move |(addr, p)| (&t.topic, addr, p)))
+            .filter(|(_, _, p)| p.status == PeerStatus::Idle && !p.banned)
+            .map(|(topic, addr, _)| PeerKey {
+                addr: *addr,
+                topic: topic.clone(),
+            })
             .take(excess)
             .collect();
         for key in &victims {
-            self.peers.remove(key);
+            if let Some(i) = self.topic_index(&key.topic) {
+                self.remove_at(i, &key.addr);
+            }
         }
-        self.peers.len() < cap
+        self.len < cap
     }
 }
 
@@ -263,6 +330,40 @@ mod tests {
         assert!(table.queue.capacity() <= QUEUE_KEPT);
         table.enqueue(key(7));
         assert_eq!(table.dequeue(), Some(key(7)));
+    }
+
+    /// One address under two topics (and none) is three peers; a topic's table goes once
+    /// its last peer does; a topic given as another buffer with the same bytes is the same.
+    #[test]
+    fn peers_are_kept_per_topic() {
+        let mut table = PeerTable::new(1);
+        let a = Some(Bytes::from_static(b"topic-a"));
+        let b = Some(Bytes::from_static(b"topic-b"));
+        let under = |topic: &Option<Bytes>| PeerKey {
+            topic: topic.clone(),
+            ..key(1)
+        };
+        table.enqueue(under(&a));
+        table.set_status(&under(&b), PeerStatus::Idle);
+        table.set_status(&key(1), PeerStatus::Dialing);
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.topics.len(), 3);
+        let copy = PeerKey {
+            topic: Some(Bytes::copy_from_slice(b"topic-b")),
+            ..key(1)
+        };
+        assert_eq!(table.get(&copy).map(|p| p.status), Some(PeerStatus::Idle));
+        table.remove(&copy);
+        assert!(table.get(&under(&b)).is_none());
+        assert_eq!((table.len(), table.topics.len()), (2, 2));
+        assert_eq!(table.dequeue(), Some(under(&a)));
+        table.set_status(&under(&a), PeerStatus::Idle);
+        assert!(table.make_room(2), "the idle peer under topic a goes");
+        assert_eq!((table.len(), table.topics.len()), (1, 1));
+        assert!(
+            table.addr_busy(&key(1).addr),
+            "still dialled without a topic"
+        );
     }
 
     #[test]
