@@ -554,9 +554,9 @@ impl DhtNode {
 
     fn compact_closest(&self, now: Instant, target: &NodeId) -> Vec<u8> {
         let mut out = Vec::with_capacity(K * krpc::COMPACT_NODE_LEN);
-        for c in self.table.closest_good(now, target, K) {
+        self.table.each_closest_good(now, target, K, |c| {
             krpc::push_compact_node(&mut out, &c.id, c.addr);
-        }
+        });
         out
     }
 

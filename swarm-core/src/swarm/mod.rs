@@ -188,6 +188,8 @@ pub struct Swarm {
     next_id: u64,
     port: Option<u16>,
     stats: Stats,
+    /// Room for the peers one pump finds, kept between pumps (see [`discovery::Found`]).
+    found: Vec<discovery::Found>,
 }
 
 impl Swarm {
@@ -228,6 +230,7 @@ impl Swarm {
             next_id: 0,
             port: None,
             stats: Stats::default(),
+            found: Vec::new(),
         })
     }
 
@@ -648,5 +651,44 @@ mod tests {
         let drained = std::iter::from_fn(|| swarm.poll_output()).count();
         assert_eq!(drained, burst);
         assert!(swarm.outputs.capacity() <= OUTPUTS_KEPT);
+    }
+
+    /// An mDNS answer naming `n` peers of "ubuntu-14.04" (the Mainline name of the topic).
+    fn answer_naming(n: u16) -> Vec<u8> {
+        use crate::mdns::{txt, wire};
+        let name = b"30b411f5ef231e34acc17e0065a8fed2d72116fd.dns-discovery.local";
+        let entries: Vec<std::net::SocketAddrV4> = (0..n)
+            .map(|i| std::net::SocketAddrV4::new([10, 1, (i >> 8) as u8, i as u8].into(), 9000))
+            .collect();
+        let mut w = wire::Writer::default();
+        w.start(
+            wire::FLAGS_RESPONSE,
+            0,
+            txt::answer_count(entries.len()) as u16,
+        );
+        txt::write_peer_answers(&mut w, name, "token", &entries);
+        w.finish().to_vec()
+    }
+
+    /// The peers a pump found are acted on, and their vector is kept for the next pump
+    /// unless a burst grew it past `FOUND_KEPT`.
+    #[test]
+    fn found_peers_keep_their_room_up_to_a_bound() {
+        let mut swarm = Swarm::new(Config::new(vec![7; 32], 1).with_mdns()).expect("valid");
+        let now = Instant::from_micros(0);
+        swarm.handle_input(now, Input::Listening { port: 7001 });
+        swarm.join(now, &b"ubuntu-14.04"[..], true);
+        std::iter::from_fn(|| swarm.poll_output()).for_each(drop);
+        let from = SocketAddr::from(([10, 0, 0, 2], 5353));
+        let socket = UdpSocket::Mdns;
+        let data = &answer_naming(10)[..];
+        swarm.handle_input(now, Input::Datagram { socket, from, data });
+        assert_eq!(swarm.known_peers(), 10);
+        let kept = swarm.found.capacity();
+        assert!((10..=discovery::FOUND_KEPT).contains(&kept), "{kept} kept");
+        let data = &answer_naming(120)[..];
+        swarm.handle_input(now, Input::Datagram { socket, from, data });
+        assert_eq!(swarm.known_peers(), 120);
+        assert!(swarm.found.capacity() <= discovery::FOUND_KEPT);
     }
 }
