@@ -18,11 +18,11 @@ impl Sim {
         self.net.host_segment[h] = segment;
         self.members[0].retain(|m| *m != h);
         self.members[segment].push(h);
-        self.hosts[h].dns = Some(DnsHost {
+        self.hosts[h].dns = Some(Box::new(DnsHost {
             server: self.fresh_dns_server(h, 0),
             port,
             incarnation: 0,
-        });
+        }));
         self.sockets[h] = super::datagram::Sockets::of(&self.hosts[h]);
         self.sim_line(format!("start dns-server n{h} port={port}"));
         self.after_dns(h);

@@ -322,6 +322,10 @@ impl Sim {
         self.net.host_segment[h] = segment;
         self.members[0].retain(|m| *m != h);
         self.members[segment].push(h);
+        if !self.owns(h) {
+            // Another partition runs it (and starts it, and restarts it).
+            self.hosts[h].template = None;
+        }
         self.start(h);
         h
     }
@@ -370,7 +374,11 @@ impl Sim {
         }
         let seed = self.cfg.seed;
         let host = &mut self.hosts[h];
-        let mut config = host.template.clone().expect("host has no core template");
+        let mut config = host
+            .template
+            .as_deref()
+            .cloned()
+            .expect("host has no core template");
         host.incarnation += 1;
         let inc = u64::from(host.incarnation);
         let id_len = config.id.len().max(1);
@@ -400,7 +408,7 @@ impl Sim {
             core.join(now, topic.clone(), *announce);
         }
         let check = NodeCheck::new(&core, self.cfg.strict_total);
-        host.node = Some(Node {
+        host.node = Some(Box::new(Node {
             mdns: core.config().mdns.is_some(),
             core,
             conns: BTreeMap::new(),
@@ -410,7 +418,7 @@ impl Sim {
             held: BTreeMap::new(),
             utp_apps: BTreeMap::new(),
             check,
-        });
+        }));
         host.state = HostState::Running;
         self.sockets[h] = datagram::Sockets::of(host);
         self.sim_line(format!("start n{h} inc={inc}"));

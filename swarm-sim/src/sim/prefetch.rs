@@ -6,30 +6,39 @@
 //! is requested a few steps early, where the misses overlap the work in between. Hints
 //! only: what runs, and in what order, is unchanged.
 //!
-//! Two stages, so that no prefetch waits on a miss itself:
-//! - `FAR` events ahead, the lines of the host's own record (which holds its core), found
-//!   by offsets from the record's address alone: reading anything in the record to find
-//!   them would stall on the very miss being avoided;
-//! - `NEAR` events ahead, with the record now in cache, what its pointers lead to (the
-//!   core's tables), as
+//! Three stages, so that no prefetch waits on a miss itself:
+//! - `FAR` events ahead, the lines of the host's record, found by offsets from the record's
+//!   address alone: reading anything in the record to find them would stall on the very
+//!   miss being avoided;
+//! - `MID` events ahead, with the record now in cache, the lines of its node (the boxed
+//!   core and the simulator's per-node state), by offsets from the box's address;
+//! - `NEAR` events ahead, with the node now in cache, what the core's pointers lead to
+//!   (its tables), as
 //!   [`Swarm::datagram_table_hints`](swarm_core::Swarm::datagram_table_hints) names.
 
 use super::{Ev, Sim};
 use crate::network::HostId;
-use crate::node::Host;
+use crate::node::{Host, Node};
 use std::net::SocketAddr;
 use swarm_core::UdpSocket;
 
 /// Far enough for DRAM to answer during the steps in between, near enough that the lines
 /// are still in L1/L2 when used.
 const FAR: usize = 6;
+const MID: usize = 4;
 const NEAR: usize = 2;
 
-/// Offsets into a `Host` of the lines a datagram's handling reads, by receiving socket
-/// (mDNS, or the swarm/DNS socket). The same for every host: they are field offsets.
+/// Offsets of the lines a datagram's handling reads into a `Host` and into its `Node`, by
+/// receiving socket (mDNS, or the swarm/DNS socket). The same for every host: they are
+/// field offsets.
 #[derive(Default)]
 pub(crate) struct HostLines {
-    by_socket: [Option<Vec<usize>>; 2],
+    by_socket: [Option<Lines>; 2],
+}
+
+struct Lines {
+    host: Vec<usize>,
+    node: Vec<usize>,
 }
 
 fn socket_index(socket: UdpSocket) -> usize {
@@ -51,10 +60,23 @@ impl Sim {
         }) = self.queue.ahead(FAR)
         {
             prefetch(data.as_ptr());
-            let base = self.host_base(host);
+            let base = field_at(&self.hosts[host]);
             match &self.host_lines.by_socket[socket_index(socket)] {
-                Some(offsets) => offsets.iter().for_each(|&o| prefetch(base.wrapping_add(o))),
+                Some(lines) => lines
+                    .host
+                    .iter()
+                    .for_each(|&o| prefetch(base.wrapping_add(o))),
                 None => self.learn_host_lines(host, socket),
+            }
+        }
+        if let Some(&Ev::Datagram { host, socket, .. }) = self.queue.ahead(MID) {
+            let lines = &self.host_lines.by_socket[socket_index(socket)];
+            if let (Some(lines), Some(node)) = (lines, &self.hosts[host].node) {
+                let base = field_at::<Node>(node);
+                lines
+                    .node
+                    .iter()
+                    .for_each(|&o| prefetch(base.wrapping_add(o)));
             }
         }
         if let Some(&Ev::Datagram {
@@ -65,31 +87,30 @@ impl Sim {
         }
     }
 
-    fn host_base(&self, h: HostId) -> *const u8 {
-        field_at(&self.hosts[h])
-    }
-
-    /// The hinted lines of the host's record, as offsets (once per socket kind, from the
-    /// first host that has a core; a field outside the record, were there one, is left out).
+    /// The hinted lines of the host's record and of its node, as offsets (once per socket
+    /// kind, from the first host that has a core; a field outside its record, were there
+    /// one, is left out).
     fn learn_host_lines(&mut self, h: HostId, socket: UdpSocket) {
-        let base = self.host_base(h) as usize;
-        let record = base..base + core::mem::size_of::<Host>();
         let host = &self.hosts[h];
         let Some(node) = &host.node else {
             return;
         };
-        let mut offsets = vec![field_at(&host.dns), field_at(&host.state)];
-        offsets.extend([field_at(&node.check), field_at(&node.held)]);
-        node.core.datagram_hints(socket, |p| offsets.push(p));
-        let mut offsets: Vec<usize> = offsets
-            .into_iter()
-            .map(|p| p as usize)
-            .filter(|p| record.contains(p))
-            .map(|p| (p - base) & !63)
-            .collect();
-        offsets.sort_unstable();
-        offsets.dedup();
-        self.host_lines.by_socket[socket_index(socket)] = Some(offsets);
+        let in_host = [
+            field_at(&host.dns),
+            field_at(&host.state),
+            field_at(&host.node),
+        ];
+        let mut in_node = vec![field_at(&node.check), field_at(&node.held)];
+        node.core.datagram_hints(socket, |p| in_node.push(p));
+        let lines = Lines {
+            host: line_offsets(field_at(host), core::mem::size_of::<Host>(), in_host),
+            node: line_offsets(
+                field_at::<Node>(node),
+                core::mem::size_of::<Node>(),
+                in_node,
+            ),
+        };
+        self.host_lines.by_socket[socket_index(socket)] = Some(lines);
     }
 
     /// What the host's core reaches through its pointers (its tables).
@@ -102,6 +123,27 @@ impl Sim {
 
 fn field_at<T>(field: &T) -> *const u8 {
     (field as *const T).cast()
+}
+
+/// The offsets of `fields` within the record of `size` bytes at `base`: a field's own
+/// offset rather than its line's, as records are not line-aligned (a field that shares a
+/// line with another in one record may not in the next), so a few lines are asked twice.
+fn line_offsets(
+    base: *const u8,
+    size: usize,
+    fields: impl IntoIterator<Item = *const u8>,
+) -> Vec<usize> {
+    let base = base as usize;
+    let record = base..base + size;
+    let mut offsets: Vec<usize> = fields
+        .into_iter()
+        .map(|p| p as usize)
+        .filter(|p| record.contains(p))
+        .map(|p| p - base)
+        .collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    offsets
 }
 
 /// Asks for the line holding `p` to be brought into the cache; never reads through `p`.
