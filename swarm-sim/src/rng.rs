@@ -163,7 +163,7 @@ mod tests {
     fn range_by_draws_as_range() {
         let (mut a, mut b) = (SimRng::new(5), SimRng::new(5));
         for (lo, hi) in [(0, 20_000), (3, 3), (5, 2), (100, 900), (0, u64::MAX)] {
-            let span = Modulus::new((hi - lo).wrapping_add(1).max(1));
+            let span = Modulus::new(hi.wrapping_sub(lo).wrapping_add(1).max(1));
             for _ in 0..100 {
                 assert_eq!(a.range(lo, hi), b.range_by(lo, hi, &span));
             }
