@@ -77,6 +77,9 @@ pub(crate) struct PeerTable {
     /// largest part of a simulated node, ~100 bytes an entry, and each lookup hashed and
     /// compared the topic's bytes). Tables are dropped once empty.
     topics: Vec<TopicPeers>,
+    /// Where each topic's table is in `topics`, for a node with more than a few topics (an
+    /// application may join one per feed, thousands).
+    index: Map<Option<Bytes>, usize>,
     len: usize,
     queue: VecDeque<PeerKey>,
     /// Peers per address that are queued, waiting, dialling or connected (any topic).
@@ -100,6 +103,9 @@ fn same_topic(a: &Option<Bytes>, b: &Option<Bytes>) -> bool {
     }
 }
 
+/// Topics found by comparing each (nearly always the same buffer) rather than by hashing.
+const FEW_TOPICS: usize = 4;
+
 fn is_busy(status: PeerStatus) -> bool {
     !matches!(status, PeerStatus::Idle)
 }
@@ -108,6 +114,7 @@ impl PeerTable {
     pub fn new(seed: u64) -> Self {
         PeerTable {
             topics: Vec::new(),
+            index: new_map(seed),
             len: 0,
             queue: VecDeque::new(),
             busy_addrs: new_map(seed),
@@ -116,7 +123,11 @@ impl PeerTable {
     }
 
     fn topic_index(&self, topic: &Option<Bytes>) -> Option<usize> {
-        self.topics.iter().position(|t| same_topic(&t.topic, topic))
+        if self.topics.len() <= FEW_TOPICS {
+            self.topics.iter().position(|t| same_topic(&t.topic, topic))
+        } else {
+            self.index.get(topic).copied()
+        }
     }
 
     fn peers_of(&self, topic: &Option<Bytes>) -> Option<&Map<SocketAddr, Peer>> {
@@ -156,6 +167,7 @@ impl PeerTable {
                     topic: key.topic.clone(),
                     peers: new_map(self.seed),
                 });
+                self.index.insert(key.topic.clone(), self.topics.len() - 1);
                 self.topics.len() - 1
             }
         };
@@ -236,7 +248,11 @@ impl PeerTable {
         let peer = self.topics[i].peers.remove(addr)?;
         self.len -= 1;
         if self.topics[i].peers.is_empty() {
-            self.topics.remove(i);
+            let gone = self.topics.swap_remove(i);
+            self.index.remove(&gone.topic);
+            if let Some(moved) = self.topics.get(i) {
+                self.index.insert(moved.topic.clone(), i);
+            }
         }
         Some(peer)
     }
@@ -363,6 +379,39 @@ mod tests {
         assert!(
             table.addr_busy(&key(1).addr),
             "still dialled without a topic"
+        );
+    }
+
+    /// Many topics (looked up through the index), tables dropped from the middle: every
+    /// peer is still found under its own topic and no other.
+    #[test]
+    fn many_topics_keep_their_peers_apart() {
+        let mut table = PeerTable::new(1);
+        let topic = |t: u16| Some(Bytes::from(format!("topic-{t}")));
+        let under = |t: u16, port: u16| PeerKey {
+            topic: topic(t),
+            ..key(port)
+        };
+        for t in 0..40 {
+            for port in 0..=t % 3 {
+                table.set_status(&under(t, port), PeerStatus::Idle);
+            }
+        }
+        for t in (0..40).step_by(5) {
+            for port in 0..=t % 3 {
+                table.remove(&under(t, port));
+            }
+        }
+        for t in 0..40 {
+            for port in 0..4 {
+                let kept = t % 5 != 0 && port <= t % 3;
+                assert_eq!(table.get(&under(t, port)).is_some(), kept, "{t}/{port}");
+            }
+        }
+        assert_eq!(table.topics.len(), 32);
+        assert_eq!(
+            table.len(),
+            table.topics.iter().map(|t| t.peers.len()).sum::<usize>()
         );
     }
 
