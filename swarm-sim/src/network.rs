@@ -310,17 +310,23 @@ impl Network {
         if a == b {
             return micros(self.cfg.loopback);
         }
-        let ((lo, hi), span) = if self.segment(a) == self.segment(b) {
-            (self.cfg.latency, &self.lan_spans.latency)
+        let lan = self.segment(a) == self.segment(b);
+        let (lo, hi) = if lan {
+            self.cfg.latency
         } else {
-            (self.internet.wan.latency, &Modulus::default())
+            self.internet.wan.latency
         };
         let (lo, hi) = (micros(lo), micros(hi));
         if hi <= lo {
             return lo;
         }
         let pair = crate::rng::derive(self.latency_seed, &[a.min(b) as u64, a.max(b) as u64]);
-        lo + span.rem(pair, hi - lo + 1)
+        let width = hi - lo + 1;
+        lo + if lan {
+            self.lan_spans.latency.rem(pair, width)
+        } else {
+            pair % width
+        }
     }
 
     /// Opens a pipe from `dialer` (holding `conn`) towards `acceptor`.

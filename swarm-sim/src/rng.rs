@@ -74,6 +74,17 @@ impl SimRng {
 
     /// Uniform in `lo..=hi` (`lo` if `hi < lo`).
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        self.range_with(lo, hi, |x, width| x % width)
+    }
+
+    /// [`SimRng::range`] (the same draw and result), its remainder taken by `span`, which
+    /// should be the modulus of `hi - lo + 1`.
+    pub fn range_by(&mut self, lo: u64, hi: u64, span: &Modulus) -> u64 {
+        self.range_with(lo, hi, |x, width| span.rem(x, width))
+    }
+
+    /// `lo` plus a draw's remainder by the range's width, as `rem` takes it.
+    fn range_with(&mut self, lo: u64, hi: u64, rem: impl FnOnce(u64, u64) -> u64) -> u64 {
         if hi <= lo {
             return lo;
         }
@@ -81,20 +92,7 @@ impl SimRng {
         if span == u64::MAX {
             return self.next_u64();
         }
-        lo + self.next_u64() % (span + 1)
-    }
-
-    /// [`SimRng::range`] (the same draw and result), its remainder taken by `span`, which
-    /// should be the modulus of `hi - lo + 1`.
-    pub fn range_by(&mut self, lo: u64, hi: u64, span: &Modulus) -> u64 {
-        if hi <= lo {
-            return lo;
-        }
-        let width = hi - lo;
-        if width == u64::MAX {
-            return self.next_u64();
-        }
-        lo + span.rem(self.next_u64(), width + 1)
+        lo + rem(self.next_u64(), span + 1)
     }
 
     /// Uniform in `lo..=hi`, at microsecond resolution.

@@ -105,8 +105,8 @@ impl Sim {
         let mut in_node = vec![field_at(&node.check), field_at(&node.held)];
         node.core.datagram_hints(socket, |p| in_node.push(p));
         let lines = Lines {
-            host: line_offsets(field_at(host), core::mem::size_of::<Host>(), in_host),
-            node: line_offsets(
+            host: field_offsets(field_at(host), core::mem::size_of::<Host>(), in_host),
+            node: field_offsets(
                 field_at::<Node>(node),
                 core::mem::size_of::<Node>(),
                 in_node,
@@ -130,7 +130,7 @@ fn field_at<T>(field: &T) -> *const u8 {
 /// The offsets of `fields` within the record of `size` bytes at `base`: a field's own
 /// offset rather than its line's, as records are not line-aligned (a field that shares a
 /// line with another in one record may not in the next), so a few lines are asked twice.
-fn line_offsets(
+fn field_offsets(
     base: *const u8,
     size: usize,
     fields: impl IntoIterator<Item = *const u8>,
