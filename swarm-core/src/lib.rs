@@ -68,6 +68,20 @@ pub(crate) fn line_of<T>(field: &T) -> *const u8 {
     (field as *const T).cast()
 }
 
+/// Calls `line` with an address in each cache line from `start` up to `end` (fields of one
+/// struct, `start` first): the head of a struct laid out hot-first, up to its first cold
+/// field. Structs are not line-aligned, so the head's last byte is named too.
+pub(crate) fn lines_between<A, B>(start: &A, end: &B, line: &mut impl FnMut(*const u8)) {
+    let (from, to) = (line_of(start), line_of(end));
+    let len = (to as usize).saturating_sub(from as usize);
+    (0..len)
+        .step_by(64)
+        .for_each(|o| line(from.wrapping_add(o)));
+    if len > 0 {
+        line(from.wrapping_add(len - 1));
+    }
+}
+
 pub mod config;
 mod deadlines;
 pub mod dedup;

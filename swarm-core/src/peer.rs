@@ -69,9 +69,12 @@ impl Peer {
 /// good cost a simulated 1,000-node swarm 10 KB a node.
 const QUEUE_KEPT: usize = 16;
 
-/// The candidate table and the dial queue.
+/// The candidate table and the dial queue. `len` first: the simulator's invariant check
+/// reads it after every input, and nothing else here (see [`Swarm`](crate::Swarm)'s layout).
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct PeerTable {
+    len: usize,
     /// The peers, by the topic they were found under (a node has a few topics and hundreds
     /// of peers under each, so a topic is held once, not in every key: the table was the
     /// largest part of a simulated node, ~100 bytes an entry, and each lookup hashed and
@@ -80,7 +83,6 @@ pub(crate) struct PeerTable {
     /// Where each topic's table is in `topics`, for a node with more than a few topics (an
     /// application may join one per feed, thousands).
     index: Map<Option<Bytes>, usize>,
-    len: usize,
     queue: VecDeque<PeerKey>,
     /// Peers per address that are queued, waiting, dialling or connected (any topic).
     busy_addrs: Map<SocketAddr, u32>,

@@ -37,27 +37,30 @@ impl HostState {
 }
 
 /// One incarnation of a core on a host.
+#[repr(C)]
 pub struct Node {
-    pub core: Swarm,
-    /// The core has an mDNS socket (kept here so a multicast's fan-out does not touch every
-    /// member's core).
-    pub mdns: bool,
-    /// The pipe behind each of the core's connections.
-    pub conns: BTreeMap<ConnId, PipeId>,
+    // What every step reads first (see `Swarm`'s layout), then the core, whose own first
+    // lines are what a datagram reads.
     /// The deadline a timer event is queued for.
     pub armed: Option<Instant>,
     /// When the live timer event (if any) is queued to fire, in simulation time.
     pub queued_at: Option<Instant>,
-    /// Bytes that arrived after the core handed the stream to the application (held).
-    pub app_bytes: u64,
     /// Bytes left unread while the core did not want them (`wants_read` false before the
     /// handshake, e.g. a uTP connection waiting out its grace period, or a handshaken one
     /// waiting for the duplicate rule): like a socket buffer, fed in once it does, or handed
     /// to the application with the connection.
     pub held: BTreeMap<ConnId, VecDeque<Bytes>>,
+    /// The core has an mDNS socket (kept here so a multicast's fan-out does not touch every
+    /// member's core).
+    pub mdns: bool,
+    pub core: Swarm,
+    pub check: NodeCheck,
+    /// The pipe behind each of the core's connections.
+    pub conns: BTreeMap<ConnId, PipeId>,
+    /// Bytes that arrived after the core handed the stream to the application (held).
+    pub app_bytes: u64,
     /// The application's side of each uTP connection the core runs itself.
     pub utp_apps: BTreeMap<ConnId, UtpApp>,
-    pub check: NodeCheck,
 }
 
 /// What the application wrote to and read from one uTP stream. Every stream carries the

@@ -146,25 +146,28 @@ pub const MAX_RESTORED: usize = 1024;
 /// Drive it like the swarm: pass every UDP datagram to [`DhtNode::handle_datagram`], call
 /// [`DhtNode::handle_timeout`] when [`DhtNode::poll_timeout`] is reached, and after each call
 /// drain [`DhtNode::poll_transmit`] (datagrams to send) and [`DhtNode::poll_event`].
+#[repr(C)]
 pub struct DhtNode {
+    // What `poll_timeout` reads after every input of the swarm first (see `Swarm`'s layout);
+    // `rebootstrap_at`'s tag is the largest niche, where `Option<DhtNode>` keeps its own.
+    rebootstrap_at: Option<Instant>,
+    next_maintenance: Instant,
+    deadlines: crate::deadlines::Deadlines<u16>,
+    tokens: Tokens,
+    transmits: VecDeque<(SocketAddr, Bytes)>,
+    events: VecDeque<DhtEvent>,
     config: DhtConfig,
     rng: Xoshiro256PlusPlus,
     table: RoutingTable,
-    tokens: Tokens,
     store: PeerStore,
     /// Per-IP "theoretical arrival time" of the GCRA rate limiter.
     rate: Map<IpAddr, Instant>,
     next_t: u16,
     pending: Map<u16, Pending>,
-    deadlines: crate::deadlines::Deadlines<u16>,
     lookups: BTreeMap<u64, Lookup>,
     next_lookup: u64,
-    next_maintenance: Instant,
-    rebootstrap_at: Option<Instant>,
     rebootstrap_delay: Duration,
     verify_tat: Instant,
-    transmits: VecDeque<(SocketAddr, Bytes)>,
-    events: VecDeque<DhtEvent>,
     buf: Vec<u8>,
 }
 
@@ -352,10 +355,7 @@ impl DhtNode {
     /// See [`Swarm::datagram_hints`](crate::Swarm::datagram_hints): the fields
     /// [`poll_timeout`](Self::poll_timeout) reads.
     pub(crate) fn timer_hints(&self, line: &mut impl FnMut(*const u8)) {
-        line(crate::line_of(&self.tokens));
-        line(crate::line_of(&self.next_maintenance));
-        line(crate::line_of(&self.deadlines));
-        line(crate::line_of(&self.rebootstrap_at));
+        crate::lines_between(self, &self.transmits, line);
     }
 
     /// Expires queries, rotates token secrets and runs housekeeping due by `now`; calling it

@@ -117,51 +117,57 @@ struct Joined {
     first_done: bool,
 }
 
-/// The latest join's id, looked up before the table (see `MdnsDiscovery::hot_id`).
+/// The latest join's id, looked up before the table (see `MdnsDiscovery::hot_id`). What an
+/// answer compares and reads first (see `Swarm`'s layout).
+#[repr(C)]
 struct HotId {
-    id: HexId,
     /// `<id>.dns-discovery.local` as Node writes it, which nearly every answer carries.
     name: Option<wire::WireName>,
     /// The `ids` entry.
     entry: (Bytes, u64),
+    id: HexId,
 }
 
 /// The dns-discovery mDNS engine. Inputs: [`join`](Self::join), [`leave`](Self::leave),
 /// [`handle_datagram`](Self::handle_datagram), [`handle_timeout`](Self::handle_timeout).
 /// Outputs: [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
 /// [`poll_timeout`](Self::poll_timeout); each may change after any input.
+#[repr(C)]
 pub struct MdnsDiscovery {
-    config: MdnsConfig,
-    rng: Xoshiro256PlusPlus,
-    /// By topic bytes.
-    joined: Map<Bytes, Joined>,
     /// The earliest `next_round` of `joined` (asked for after every input, changed only by
-    /// `join`, `leave` and `handle_timeout`).
+    /// `join`, `leave` and `handle_timeout`). First, as its tag is the largest niche, where
+    /// `Option<MdnsDiscovery>` keeps its own.
     next_round: Option<Instant>,
-    /// Hex id to topic and its join's tag, for answers and questions.
-    ids: Map<HexId, (Bytes, u64)>,
     /// The latest join's `ids` entry, checked before `ids`: nearly every datagram is about
     /// one topic, and this sits in the engine rather than in a table elsewhere in memory (a
     /// cache miss per datagram at 10,000 simulated nodes).
     hot_id: Option<HotId>,
-    /// Tags joins, so `recent` is keyed by a number rather than the topic's bytes.
-    next_tag: u64,
+    /// Peers reported recently, with when (see `REPEAT_WINDOW`).
+    recent: RecentReports,
     /// Peers of the datagram being read (kept to save an allocation per datagram).
     scratch_found: Vec<(u64, SocketAddrV4)>,
+    transmits: VecDeque<(SocketAddr, Bytes)>,
+    events: VecDeque<MdnsEvent>,
+    stats: MdnsStats,
+    // What a repeated answer (nearly every datagram on a busy LAN) does not read: the
+    // fields above come first (see `Swarm`).
+    /// The token each recent sender gets from us (see `MAX_SENDER_TOKENS`).
+    sender_tokens: Map<Ipv4Addr, txt::Token>,
     /// Tokens we put in answers, with when: an answer carrying one is our own echo, whatever
     /// address it comes from (Node only recognises echoes from its own host).
     own_tokens: Map<txt::Token, Instant>,
     /// Every token ever handed out: rules out most answers before `own_tokens` is read.
     handed_out: HandedOut,
-    /// The token each recent sender gets from us (see `MAX_SENDER_TOKENS`).
-    sender_tokens: Map<Ipv4Addr, txt::Token>,
-    /// Peers reported recently, with when (see `REPEAT_WINDOW`).
-    recent: RecentReports,
+    config: MdnsConfig,
+    rng: Xoshiro256PlusPlus,
+    /// By topic bytes.
+    joined: Map<Bytes, Joined>,
+    /// Hex id to topic and its join's tag, for answers and questions.
+    ids: Map<HexId, (Bytes, u64)>,
+    /// Tags joins, so `recent` is keyed by a number rather than the topic's bytes.
+    next_tag: u64,
     limiter: Limiter,
-    transmits: VecDeque<(SocketAddr, Bytes)>,
-    events: VecDeque<MdnsEvent>,
     writer: Writer,
-    stats: MdnsStats,
     /// Reads every datagram with the full decoder, for tests that compare the two ways.
     #[cfg(test)]
     full_decode_only: bool,
@@ -356,14 +362,7 @@ impl MdnsDiscovery {
     /// See [`Swarm::datagram_hints`](crate::Swarm::datagram_hints): the fields reading an
     /// answer starts from.
     pub(crate) fn datagram_hints(&self, line: &mut impl FnMut(*const u8)) {
-        line(crate::line_of(&self.hot_id));
-        line(crate::line_of(&self.recent));
-        line(crate::line_of(&self.events));
-        line(crate::line_of(&self.next_round));
-        line(crate::line_of(&self.stats));
-        line(crate::line_of(&self.sender_tokens));
-        line(crate::line_of(&self.own_tokens));
-        line(crate::line_of(&self.handed_out));
+        crate::lines_between(self, &self.sender_tokens, line);
     }
 
     /// See [`Swarm::datagram_table_hints`](crate::Swarm::datagram_table_hints): the repeat

@@ -213,7 +213,7 @@ impl Swarm {
 
     /// Our public address as the dns-discovery servers see it (port 0: not confirmed).
     pub fn public_addr(&self) -> Option<std::net::SocketAddrV4> {
-        self.dns.as_ref().and_then(DnsClient::public_addr)
+        self.dns.as_deref().and_then(DnsClient::public_addr)
     }
 
     /// A multicast DNS datagram (port 5353: other mDNS traffic is skipped by the engine).
@@ -227,7 +227,7 @@ impl Swarm {
     pub(super) fn discovery_timeout(&self) -> Option<Instant> {
         let dht = self.dht.as_ref().and_then(|dht| dht.poll_timeout());
         let mdns = self.mdns.as_ref().and_then(|mdns| mdns.poll_timeout());
-        let dns = self.dns.as_ref().and_then(DnsClient::poll_timeout);
+        let dns = self.dns.as_deref().and_then(DnsClient::poll_timeout);
         Instant::earliest(dht, Instant::earliest(mdns, dns))
     }
 
@@ -279,7 +279,7 @@ impl Swarm {
             }
         }
         if which == Pumped::MdnsOnly {
-            debug_assert!(!self.dns.as_ref().is_some_and(DnsClient::has_output));
+            debug_assert!(!self.dns.as_deref().is_some_and(DnsClient::has_output));
             debug_assert!(!self
                 .dht
                 .as_ref()
