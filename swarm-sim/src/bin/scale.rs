@@ -54,6 +54,9 @@ struct Args {
     /// and partition count, but not the same run as another count's.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Simulated seconds between report lines.
+    #[arg(long, default_value_t = 60)]
+    report_every: u64,
     /// Partitions the threads share, taken one by one in each window (default: one per
     /// thread). More than threads balance the windows' uneven work; the run depends on the
     /// partition count, not on the thread count.
@@ -193,11 +196,12 @@ fn main() {
     keep_freed_memory();
     let args = Args::parse();
     let simulated = Duration::from_secs_f64(args.minutes * 60.0);
-    // A report every simulated minute, and at the end.
+    // A report every `report_every` simulated seconds, and at the end.
     let mut checkpoints = Vec::new();
     let mut reached = Duration::ZERO;
+    let every = Duration::from_secs(args.report_every.max(1));
     while reached < simulated {
-        reached = (reached + Duration::from_secs(60)).min(simulated);
+        reached = (reached + every).min(simulated);
         checkpoints.push(Instant::ZERO + reached);
     }
     let started = std::time::Instant::now();
