@@ -7,7 +7,7 @@
 
 use super::route::Route;
 use super::{Ev, Payload, Sim, SimResult};
-use crate::network::{micros, HostId};
+use crate::network::{micros, HostId, SegmentConfig};
 use crate::node::Host;
 use crate::node::MDNS_PORT;
 use bytes::Bytes;
@@ -43,12 +43,7 @@ impl Sim {
             }
             let from = SocketAddr::new(self.hosts[h].ip.into(), port);
             let sent = self.net.internet.departure(h, data.len(), self.now);
-            // By index: each copy draws from the simulation's RNG, which the member list
-            // shares a borrow with.
-            for i in 0..self.members[segment].len() {
-                let b = self.members[segment][i];
-                self.send_copies(h, sent, b, MDNS_PORT, from, &data);
-            }
+            self.multicast(h, sent, segment, from, &data);
         } else if to.ip().is_multicast() {
             self.net.datagrams.unroutable += 1; // no other group is joined
         } else {
@@ -95,6 +90,43 @@ impl Sim {
                 data: data.clone(),
             };
             self.queue.push(at, ev);
+        }
+    }
+
+    /// Queues the copies of a multicast `h` sent at `sent` to every member of its
+    /// `segment`, as [`send_copies`](Self::send_copies) to each would, drawing the same
+    /// numbers, with what is the same for every member read once: the members share the
+    /// segment's odds and, partitions being made of segments, the sender's partition. A
+    /// copy per member is most of a busy LAN's events.
+    fn multicast(
+        &mut self,
+        h: HostId,
+        sent: Instant,
+        segment: usize,
+        from: SocketAddr,
+        data: &Payload,
+    ) {
+        let odds = self.net.segments[segment];
+        // By index: each copy draws from the simulation's RNG, which the member list
+        // shares a borrow with.
+        for i in 0..self.members[segment].len() {
+            let b = self.members[segment][i];
+            let Some(socket) = self.receiving_socket(b, MDNS_PORT) else {
+                self.net.datagrams.unroutable += 1;
+                continue;
+            };
+            let copies = if b == h { 1 } else { self.lan_copies(odds) };
+            for _ in 0..copies {
+                let delay = self.net.datagram_delay_us(&mut self.rng, h, b);
+                let at = Instant::from_micros(sent.as_micros() + delay);
+                let ev = Ev::Datagram {
+                    host: b,
+                    socket,
+                    from,
+                    data: data.clone(),
+                };
+                self.queue.push(at, ev);
+            }
         }
     }
 
@@ -154,16 +186,25 @@ impl Sim {
             }
         }
         for s in segments.into_iter().flatten() {
-            if s.loss > 0.0 && self.rng.chance(s.loss) {
-                self.net.datagrams.lost += 1;
-                return 0;
-            }
-            if s.duplicate > 0.0 && self.rng.chance(s.duplicate) {
-                self.net.datagrams.duplicated += 1;
-                copies = 2;
+            match self.lan_copies(s) {
+                0 => return 0,
+                n => copies = copies.max(n),
             }
         }
         copies
+    }
+
+    /// How many copies a segment with odds `s` lets through: 0 (lost), 1 or 2 (duplicated).
+    fn lan_copies(&mut self, s: SegmentConfig) -> usize {
+        if s.loss > 0.0 && self.rng.chance(s.loss) {
+            self.net.datagrams.lost += 1;
+            return 0;
+        }
+        if s.duplicate > 0.0 && self.rng.chance(s.duplicate) {
+            self.net.datagrams.duplicated += 1;
+            return 2;
+        }
+        1
     }
 
     /// A datagram arrives at `h`.
