@@ -79,18 +79,29 @@ impl Sim {
         };
         for _ in 0..self.copies(h, b) {
             let at = Instant::from_micros(sent.as_micros() + self.datagram_delay_us(h, b));
-            let Some(socket) = socket else {
-                self.send_remote_datagram(at, b, port, from, data);
-                continue;
-            };
-            let ev = Ev::Datagram {
-                host: b,
-                socket,
-                from,
-                data: data.clone(),
-            };
-            self.queue.push(at, ev);
+            match socket {
+                Some(socket) => self.queue_copy(at, b, socket, from, data),
+                None => self.send_remote_datagram(at, b, port, from, data),
+            }
         }
+    }
+
+    /// Queues one copy of a datagram for `b`'s `socket`, arriving at `at`.
+    fn queue_copy(
+        &mut self,
+        at: Instant,
+        b: HostId,
+        socket: UdpSocket,
+        from: SocketAddr,
+        data: &Payload,
+    ) {
+        let ev = Ev::Datagram {
+            host: b,
+            socket,
+            from,
+            data: data.clone(),
+        };
+        self.queue.push(at, ev);
     }
 
     /// Queues the copies of a multicast `h` sent at `sent` to every member of its
@@ -119,13 +130,7 @@ impl Sim {
             for _ in 0..copies {
                 let delay = self.net.datagram_delay_us(&mut self.rng, h, b);
                 let at = Instant::from_micros(sent.as_micros() + delay);
-                let ev = Ev::Datagram {
-                    host: b,
-                    socket,
-                    from,
-                    data: data.clone(),
-                };
-                self.queue.push(at, ev);
+                self.queue_copy(at, b, socket, from, data);
             }
         }
     }
