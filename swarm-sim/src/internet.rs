@@ -12,7 +12,7 @@
 use crate::network::{HostId, SegmentId};
 use core::time::Duration;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use swarm_core::Instant;
 
 /// Wide-area link parameters (between different segments).
@@ -124,7 +124,7 @@ impl Nat {
     }
 
     /// The public source address of a datagram from `host:port` to `to`.
-    pub fn map_out(&mut self, host: HostId, port: u16, to: SocketAddr) -> SocketAddr {
+    pub fn map_out(&mut self, host: HostId, port: u16, to: SocketAddr) -> SocketAddrV4 {
         let remote = match self.cfg.kind {
             NatKind::EndpointIndependent => None,
             NatKind::Symmetric => Some(to),
@@ -139,7 +139,7 @@ impl Nat {
                 p
             }
         };
-        SocketAddr::new(IpAddr::V4(self.public_ip), public)
+        SocketAddrV4::new(self.public_ip, public)
     }
 
     /// Where a datagram from `from` to public port `port` goes, if the filter lets it in.

@@ -63,7 +63,8 @@ pub enum Packet {
     Accept,
     /// Nobody listens (RST on SYN), towards the dialer.
     Refuse,
-    Data(Bytes),
+    /// Boxed, so a queued packet is 16 bytes rather than 40 (see the simulator's `Ev`).
+    Data(Box<Bytes>),
     /// FIN or RST: the receiving core sees `Closed { cause: Remote }`.
     Close,
 }

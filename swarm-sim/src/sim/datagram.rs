@@ -11,7 +11,7 @@ use crate::network::{micros, HostId, SegmentConfig};
 use crate::node::Host;
 use crate::node::MDNS_PORT;
 use bytes::Bytes;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use swarm_core::mdns::MDNS_GROUP;
 use swarm_core::{Input, Instant, UdpSocket};
 
@@ -41,7 +41,7 @@ impl Sim {
                 self.net.datagrams.unroutable += 1;
                 return;
             }
-            let from = SocketAddr::new(self.hosts[h].ip.into(), port);
+            let from = SocketAddrV4::new(self.hosts[h].ip, port);
             let sent = self.net.internet.departure(h, data.len(), self.now);
             self.multicast(h, sent, segment, from, &data);
         } else if to.ip().is_multicast() {
@@ -64,7 +64,7 @@ impl Sim {
         sent: Instant,
         b: HostId,
         port: u16,
-        from: SocketAddr,
+        from: SocketAddrV4,
         data: &Payload,
     ) {
         // `None`: another partition's host, whose owner finds the socket when copies arrive.
@@ -92,7 +92,7 @@ impl Sim {
         at: Instant,
         b: HostId,
         socket: UdpSocket,
-        from: SocketAddr,
+        from: SocketAddrV4,
         data: &Payload,
     ) {
         let ev = Ev::Datagram {
@@ -114,7 +114,7 @@ impl Sim {
         h: HostId,
         sent: Instant,
         segment: usize,
-        from: SocketAddr,
+        from: SocketAddrV4,
         data: &Payload,
     ) {
         let odds = self.net.segments[segment];
@@ -217,9 +217,10 @@ impl Sim {
         &mut self,
         h: HostId,
         socket: UdpSocket,
-        from: SocketAddr,
+        from: SocketAddrV4,
         data: Payload,
     ) -> SimResult {
+        let from = SocketAddr::V4(from);
         if self.net.is_isolated(h, self.now) {
             self.net.datagrams.lost += 1;
             return Ok(());

@@ -106,7 +106,7 @@ impl Sim {
                 max
             };
             let chunk = rest.split_to(n);
-            self.send(pipe, side.other(), Packet::Data(chunk));
+            self.send(pipe, side.other(), Packet::Data(Box::new(chunk)));
         }
     }
 

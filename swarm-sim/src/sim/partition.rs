@@ -11,7 +11,7 @@
 use super::{Action, Ev, Payload, Sim};
 use crate::network::{HostId, Packet, Pipe, PipeId, Side};
 use core::time::Duration;
-use std::net::SocketAddr;
+use std::net::SocketAddrV4;
 use swarm_core::Instant;
 
 /// Which share of a partitioned run a [`Sim`] runs: the hosts on the segments `s` with
@@ -34,7 +34,7 @@ enum RemoteEvent {
     Datagram {
         host: HostId,
         port: u16,
-        from: SocketAddr,
+        from: SocketAddrV4,
         data: Box<[u8]>,
     },
     /// A pipe packet; a SYN brings the receiving side's copy of the pipe.
@@ -138,7 +138,7 @@ impl Sim {
         at: Instant,
         host: HostId,
         port: u16,
-        from: SocketAddr,
+        from: SocketAddrV4,
         data: &[u8],
     ) {
         let what = RemoteEvent::Datagram {

@@ -85,7 +85,7 @@ impl Sim {
             host, socket, from, ..
         }) = self.queue.ahead(NEAR)
         {
-            self.prefetch_pointed(host, socket, from);
+            self.prefetch_pointed(host, socket, SocketAddr::V4(from));
         }
     }
 

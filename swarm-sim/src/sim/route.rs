@@ -2,7 +2,7 @@
 
 use super::Sim;
 use crate::network::HostId;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 
 /// Where a unicast datagram goes.
 pub(super) enum Route {
@@ -10,7 +10,7 @@ pub(super) enum Route {
     Host {
         to: HostId,
         port: u16,
-        from: SocketAddr,
+        from: SocketAddrV4,
     },
     /// No host gets it: a private address from outside its segment, a NAT's filter, an
     /// address nobody has.
@@ -21,7 +21,7 @@ impl Sim {
     /// The route of a datagram `h` sends from its port `port` to `to`.
     pub(super) fn route_datagram(&mut self, h: HostId, port: u16, to: SocketAddr) -> Route {
         let seg = self.hosts[h].segment;
-        let private = SocketAddr::new(IpAddr::V4(self.hosts[h].ip), port);
+        let private = SocketAddrV4::new(self.hosts[h].ip, port);
         let ip = to_v4(to.ip());
         if let Some(&b) = self.by_ip.get(&ip) {
             let bseg = self.hosts[b].segment;
@@ -52,18 +52,18 @@ impl Sim {
         }
         let from = self.source_nat(h, port, to);
         let nat = &self.net.internet.nats[&bseg];
-        match nat.map_in(to.port(), from) {
+        match nat.map_in(to.port(), SocketAddr::V4(from)) {
             Some((b, port)) => Route::Host { to: b, port, from },
             None => Route::Nowhere,
         }
     }
 
     /// `h`'s address as the internet sees a datagram from its `port` to `to`.
-    fn source_nat(&mut self, h: HostId, port: u16, to: SocketAddr) -> SocketAddr {
+    fn source_nat(&mut self, h: HostId, port: u16, to: SocketAddr) -> SocketAddrV4 {
         let seg = self.hosts[h].segment;
         match self.net.internet.nats.get_mut(&seg) {
             Some(nat) => nat.map_out(h, port, to),
-            None => SocketAddr::new(IpAddr::V4(self.hosts[h].ip), port),
+            None => SocketAddrV4::new(self.hosts[h].ip, port),
         }
     }
 

@@ -55,7 +55,7 @@ impl Sim {
                 self.input(h, Input::DialFailed { conn })?;
             }
             (Packet::Data(data), EndState::Open(conn)) => {
-                self.on_data(pipe_id, to, h, conn, data)?;
+                self.on_data(pipe_id, to, h, conn, *data)?;
             }
             (Packet::Close, EndState::Open(conn)) => {
                 self.forget(pipe_id, to, h, conn);
