@@ -172,13 +172,13 @@ mod tests {
     /// See [`Host`]: what a delivery reads, in its first line.
     #[test]
     fn a_delivery_reads_one_line_of_the_host_record() {
-        use core::mem::offset_of;
+        use core::mem::{offset_of, size_of};
         let ends = [
-            offset_of!(Host, node) + 8,
-            offset_of!(Host, dns) + 8,
-            offset_of!(Host, clock_offset) + 16,
-            offset_of!(Host, timer_gen) + 8,
-            offset_of!(Host, state) + 1,
+            offset_of!(Host, node) + size_of::<Option<Box<Node>>>(),
+            offset_of!(Host, dns) + size_of::<Option<Box<DnsHost>>>(),
+            offset_of!(Host, clock_offset) + size_of::<core::time::Duration>(),
+            offset_of!(Host, timer_gen) + size_of::<u64>(),
+            offset_of!(Host, state) + size_of::<HostState>(),
         ];
         assert!(ends.iter().all(|&end| end <= 64), "{ends:?}");
         assert_eq!(core::mem::align_of::<Host>(), 64);

@@ -97,11 +97,8 @@ impl Sim {
         let Some(node) = &host.node else {
             return;
         };
-        let in_host = [
-            field_at(&host.dns),
-            field_at(&host.state),
-            field_at(&host.node),
-        ];
+        // What a delivery reads of the record shares its first line (see `Host`).
+        let in_host = [field_at(&host.node)];
         let mut in_node = vec![field_at(&node.check), field_at(&node.held)];
         node.core.datagram_hints(socket, |p| in_node.push(p));
         let lines = Lines {
@@ -128,8 +125,8 @@ fn field_at<T>(field: &T) -> *const u8 {
 }
 
 /// The offsets of `fields` within the record of `size` bytes at `base`: a field's own
-/// offset rather than its line's, as records are not line-aligned (a field that shares a
-/// line with another in one record may not in the next), so a few lines are asked twice.
+/// offset rather than its line's, as a node is not line-aligned (a field that shares a
+/// line with another in one node may not in the next), so a few lines are asked twice.
 fn field_offsets(
     base: *const u8,
     size: usize,
