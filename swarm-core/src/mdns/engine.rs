@@ -1,6 +1,7 @@
 //! The sans-IO dns-discovery engine over mDNS.
 
 use super::handed::HandedOut;
+use super::known;
 use super::limit::{Limiter, Rate};
 use super::recent::RecentReports;
 use super::topic::{dns_name, hex_id, HexId, KeyHash, DOMAIN, KEY_LEN};
@@ -42,6 +43,14 @@ const MAX_LISTED: usize = 100;
 /// repeats are reported: failing open costs only duplicates).
 const REPEAT_WINDOW: Duration = Duration::from_secs(5);
 const MAX_RECENT: usize = 4096;
+/// The longest round interval Node draws (60-70 s).
+const LONGEST_DEFAULT_INTERVAL: Duration = Duration::from_secs(70);
+/// A peer heard within a round interval and this much more is listed as known in our
+/// queries (`known`): each announcer answers its own query once a round, so it stays
+/// listed by every host that heard it, allowing for the jitter of the rounds' timers.
+const KNOWN_MARGIN: Duration = Duration::from_secs(5);
+/// Addresses of this host learnt from echoes of its own answers (`own_ips`).
+const MAX_OWN_IPS: usize = 4;
 
 /// Settings of [`MdnsDiscovery`].
 #[derive(Clone, Debug)]
@@ -104,6 +113,8 @@ pub struct MdnsStats {
     pub rate_limited: u64,
     /// Peers or datagrams dropped by a cap.
     pub dropped: u64,
+    /// Answers not sent because the query listed us as known (`known`).
+    pub answers_suppressed: u64,
 }
 
 struct Joined {
@@ -168,6 +179,10 @@ pub struct MdnsDiscovery {
     next_tag: u64,
     limiter: Limiter,
     writer: Writer,
+    /// This host's addresses as LAN peers see them: `local_ip`, and the senders of echoes
+    /// of our own answers (multicast loopback comes from the interface's address). A query
+    /// listing one of these with our port lists us.
+    own_ips: Vec<Ipv4Addr>,
     /// Reads every datagram with the full decoder, for tests that compare the two ways.
     #[cfg(test)]
     full_decode_only: bool,
@@ -201,6 +216,7 @@ impl MdnsDiscovery {
             events: VecDeque::new(),
             writer: Writer::default(),
             stats: MdnsStats::default(),
+            own_ips: config.local_ip.into_iter().collect(),
             #[cfg(test)]
             full_decode_only: false,
             config,
@@ -310,9 +326,14 @@ impl MdnsDiscovery {
             };
             j.next_round = now + interval;
             let first = !std::mem::replace(&mut j.first_done, true);
+            let tag = j.tag;
             let name = [j.id.as_bytes(), b".", DOMAIN.as_bytes()].concat();
-            self.writer.start(0, 1, 0);
+            let known = self.known_rdata(now, tag);
+            self.writer.start(0, 1, u16::from(!known.is_empty()));
             self.writer.question(&name, TYPE_TXT, CLASS_IN);
+            if !known.is_empty() {
+                self.writer.null(&name, &known);
+            }
             let packet = self.writer.finish();
             if self.push_transmit(SocketAddr::V4(MDNS_GROUP), packet) {
                 self.stats.queries_sent += 1;
@@ -322,6 +343,20 @@ impl MdnsDiscovery {
             }
         }
         self.refresh_next_round();
+    }
+
+    /// The peers of the join tagged `tag` heard within a round interval (and a margin), as
+    /// a query's known answers (`known`).
+    fn known_rdata(&self, now: Instant, tag: u64) -> Vec<u8> {
+        let interval = self.config.interval.unwrap_or(LONGEST_DEFAULT_INTERVAL);
+        let known_for = interval + KNOWN_MARGIN;
+        let mut peers = Vec::new();
+        self.recent.each(|t, addr, at| {
+            if t == tag && now - at < known_for {
+                peers.push(addr);
+            }
+        });
+        known::rdata(peers.into_iter())
     }
 
     /// Node's `interval || floor(60000 + rand * 10000)` ms.
@@ -388,8 +423,12 @@ impl MdnsDiscovery {
                 }
                 Vec::new()
             } else {
-                match self.announced_port(&q.name) {
-                    Some(p) => vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p)],
+                match self.announced(&q.name) {
+                    Some((p, tag)) if q.qtype == TYPE_TXT && self.lists_us(msg, tag, p) => {
+                        self.stats.answers_suppressed += 1;
+                        continue;
+                    }
+                    Some((p, _)) => vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p)],
                     None => continue,
                 }
             };
@@ -460,12 +499,25 @@ impl MdnsDiscovery {
         }
     }
 
-    /// The announced port of `name` if it is exactly `<id>.dns-discovery.local` of a topic
-    /// we announce (case-sensitive, as Node).
-    fn announced_port(&self, name: &[u8]) -> Option<u16> {
+    /// The announced port of `name`, and its join's tag, if it is exactly
+    /// `<id>.dns-discovery.local` of a topic we announce (case-sensitive, as Node).
+    fn announced(&self, name: &[u8]) -> Option<(u16, u64)> {
         let id = name.strip_suffix(DOMAIN.as_bytes())?.strip_suffix(b".")?;
-        let (topic, _) = self.ids.get(&HexId::new(id)?)?;
-        self.joined.get(topic)?.port
+        let (topic, tag) = self.ids.get(&HexId::new(id)?)?;
+        Some((self.joined.get(topic)?.port?, *tag))
+    }
+
+    /// Whether the query `msg` lists us, announcing `port` under the join tagged `tag`, as
+    /// a known answer (`known`).
+    fn lists_us(&self, msg: &Received<'_>, tag: u64, port: u16) -> bool {
+        msg.records().any(|r| {
+            let RData::Null(rdata) = r.data else {
+                return false;
+            };
+            r.section == wire::Section::Answer
+                && self.tag_of(r.name) == Some(tag)
+                && known::lists(rdata, |a| a.port() == port && self.own_ips.contains(a.ip()))
+        })
     }
 
     /// The topic an answer's name belongs to, and its join's tag: Node takes every label
@@ -659,6 +711,10 @@ impl MdnsDiscovery {
             .own_tokens
             .get(&token)
             .is_some_and(|&at| now - at < OWN_TOKEN_LIFE);
+        if remembered && !self.own_ips.contains(&sender) && self.own_ips.len() < MAX_OWN_IPS {
+            // An answer we sent, heard back: it comes from our own address.
+            self.own_ips.push(sender);
+        }
         remembered || token == self.token_for(sender)
     }
 

@@ -30,10 +30,16 @@
 //!   reported again; at most 128 peers are taken from one datagram and 1024 events queue;
 //! - peers with port 0, SRV targets that are not valid IPv4 addresses, IPv6 senders and
 //!   queries from port 0 are ignored;
-//! - A questions are answered only when [`MdnsConfig::local_ip`] is set.
+//! - A questions are answered only when [`MdnsConfig::local_ip`] is set;
+//! - a query lists the peers heard within a round interval as known answers, in one NULL
+//!   record that Node ignores, and an announcer listed in a query does not answer it
+//!   (RFC 6762 7.1; Node answers every query to the whole group, so a LAN of n announcers
+//!   carried n answers to n hosts a round where it now carries about one answer a query:
+//!   see `known`).
 
 mod engine;
 mod handed;
+mod known;
 pub(crate) mod limit;
 mod recent;
 pub mod topic;
@@ -42,6 +48,8 @@ pub mod wire;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_known;
 
 pub use engine::{MdnsConfig, MdnsDiscovery, MdnsEvent, MdnsStats, MDNS_GROUP};
 pub use topic::KeyHash;

@@ -84,6 +84,13 @@ impl RecentReports {
         }
     }
 
+    /// Every entry: tag, address, time, in slot order (fixed by the seed and the history).
+    pub(super) fn each(&self, mut f: impl FnMut(u64, SocketAddrV4, Instant)) {
+        for s in self.slots.iter().filter(|s| s.used) {
+            f(s.tag, SocketAddrV4::new(s.ip.into(), s.port), s.at);
+        }
+    }
+
     /// Keeps only the entries `keep` accepts (tag, time); rebuilds the table.
     pub(super) fn retain(&mut self, mut keep: impl FnMut(u64, Instant) -> bool) {
         let old = core::mem::take(&mut self.slots);

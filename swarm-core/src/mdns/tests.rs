@@ -10,28 +10,28 @@ use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-const UBUNTU: &str = "30b411f5ef231e34acc17e0065a8fed2d72116fd.dns-discovery.local";
+pub(super) const UBUNTU: &str = "30b411f5ef231e34acc17e0065a8fed2d72116fd.dns-discovery.local";
 
-fn engine(i: u8) -> MdnsDiscovery {
+pub(super) fn engine(i: u8) -> MdnsDiscovery {
     MdnsDiscovery::new(MdnsConfig::new([i; 32], u64::from(i)))
 }
 
-fn addr(i: u8, port: u16) -> SocketAddr {
+pub(super) fn addr(i: u8, port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::new(10, 0, 0, i), port))
 }
 
-fn query_bytes(name: &str, qtype: u16) -> Vec<u8> {
+pub(super) fn query_bytes(name: &str, qtype: u16) -> Vec<u8> {
     let mut w = Writer::default();
     w.start(0, 1, 0);
     w.question(name.as_bytes(), qtype, 1);
     w.finish().to_vec()
 }
 
-fn drain_transmits(m: &mut MdnsDiscovery) -> Vec<(SocketAddr, bytes::Bytes)> {
+pub(super) fn drain_transmits(m: &mut MdnsDiscovery) -> Vec<(SocketAddr, bytes::Bytes)> {
     std::iter::from_fn(|| m.poll_transmit()).collect()
 }
 
-fn drain_events(m: &mut MdnsDiscovery) -> Vec<MdnsEvent> {
+pub(super) fn drain_events(m: &mut MdnsDiscovery) -> Vec<MdnsEvent> {
     std::iter::from_fn(|| m.poll_event()).collect()
 }
 
@@ -283,19 +283,21 @@ fn more_than_31_peers_split_into_records_node_can_read() {
 
 /// An in-memory multicast segment: every datagram to the group reaches every member, the
 /// sender included, from the sender's address.
-struct Segment {
-    nodes: Vec<MdnsDiscovery>,
-    found: Vec<HashSet<SocketAddr>>,
+pub(super) struct Segment {
+    pub(super) nodes: Vec<MdnsDiscovery>,
+    pub(super) found: Vec<HashSet<SocketAddr>>,
     first_rounds: Vec<usize>,
-    peer_events: Vec<usize>,
-    now: Instant,
+    pub(super) peer_events: Vec<usize>,
+    pub(super) now: Instant,
+    /// Datagrams sent so far.
+    pub(super) sent: usize,
     /// Per-receiver loss, in percent, drawn from a seeded RNG.
     loss: u64,
     rng: rand_xoshiro::Xoshiro256PlusPlus,
 }
 
 impl Segment {
-    fn new(n: u8, interval: Option<Duration>) -> Self {
+    pub(super) fn new(n: u8, interval: Option<Duration>) -> Self {
         let nodes = (1..=n)
             .map(|i| {
                 let mut cfg = MdnsConfig::new([i; 32], u64::from(i));
@@ -309,13 +311,14 @@ impl Segment {
             first_rounds: vec![0; n as usize],
             peer_events: vec![0; n as usize],
             now: Instant::ZERO,
+            sent: 0,
             loss: 0,
             rng: rand_core::SeedableRng::seed_from_u64(u64::from(n)),
         }
     }
 
     /// Delivers everything queued until the segment is quiet; returns datagrams sent.
-    fn settle(&mut self) -> usize {
+    pub(super) fn settle(&mut self) -> usize {
         let mut sent = 0;
         loop {
             let mut queue = Vec::new();
@@ -329,6 +332,7 @@ impl Segment {
                 break;
             }
             sent += queue.len();
+            self.sent += queue.len();
             for (from, data) in queue {
                 for n in self.nodes.iter_mut() {
                     if rand_core::RngCore::next_u64(&mut self.rng) % 100 < self.loss {
@@ -357,7 +361,7 @@ impl Segment {
         }
     }
 
-    fn advance_to(&mut self, t: Instant) {
+    pub(super) fn advance_to(&mut self, t: Instant) {
         while let Some(next) = self.nodes.iter().filter_map(|n| n.poll_timeout()).min() {
             if next > t {
                 break;
@@ -553,7 +557,7 @@ fn query_floods_are_rate_limited() {
 }
 
 /// A response for `name` with TXT strings given raw.
-fn response_with(name: &str, strings: &[&[u8]]) -> Vec<u8> {
+pub(super) fn response_with(name: &str, strings: &[&[u8]]) -> Vec<u8> {
     let mut w = Writer::default();
     w.start(wire::FLAGS_RESPONSE, 0, 1);
     w.txt(name.as_bytes(), strings);

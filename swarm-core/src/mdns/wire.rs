@@ -13,6 +13,8 @@ use std::net::Ipv4Addr;
 
 /// Record types used here.
 pub const TYPE_A: u16 = 1;
+/// RFC 1035 NULL: raw rdata. Our queries carry their known answers in one (see `known`).
+pub const TYPE_NULL: u16 = 10;
 pub const TYPE_TXT: u16 = 16;
 pub const TYPE_SRV: u16 = 33;
 /// Class IN.
@@ -147,6 +149,8 @@ pub enum RData<'a, N = Name> {
         target: N,
     },
     A(Ipv4Addr),
+    /// Raw NULL rdata (a query's known answers, see `known`).
+    Null(&'a [u8]),
     Other,
 }
 
@@ -160,6 +164,7 @@ impl<'a> Record<'a, NameAt<'a>> {
                 target: target.to_name(),
             },
             RData::A(ip) => RData::A(*ip),
+            RData::Null(d) => RData::Null(d),
             RData::Other => RData::Other,
         };
         Record {
@@ -509,6 +514,7 @@ fn read_record<'a, N>(
     let rdata = buf.get(start..start + len).ok_or(WireError::Truncated)?;
     let data = match rtype {
         TYPE_TXT => RData::Txt(rdata),
+        TYPE_NULL => RData::Null(rdata),
         TYPE_A if len == 4 => RData::A(Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3])),
         TYPE_SRV if len >= 7 => {
             // The target may be compressed (mDNS allows it), so it is read from the packet.
@@ -607,6 +613,13 @@ impl Writer {
             self.buf.push(s.len() as u8);
             self.buf.extend_from_slice(s);
         }
+    }
+
+    /// A NULL record holding `rdata` as it is (at most 65,535 bytes; callers cap far below).
+    pub fn null(&mut self, name: &[u8], rdata: &[u8]) {
+        let rdata = &rdata[..rdata.len().min(usize::from(u16::MAX))];
+        self.record_head(name, TYPE_NULL, rdata.len());
+        self.buf.extend_from_slice(rdata);
     }
 
     pub fn a(&mut self, name: &[u8], ip: Ipv4Addr) {
