@@ -429,6 +429,17 @@ def scenario_mdns_pair():
             proc.stop()
 
 
+def scenario_mdns_known_answers():
+    """Node reads a query carrying our known-answer list (the bytes swarm-core's
+    `listing_query_golden_bytes` pins) and ignores the list: it decodes the query, takes no peer
+    from it and still answers it."""
+    script = ROOT / "interop" / "node" / "known-answers.js"
+    out = subprocess.run(["node", str(script)], cwd=script.parent, capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise Fail(f"Node mishandled our listing query: {out.stdout.strip()} {out.stderr.strip()}")
+    info(f"Node decoded the listing query, took no peer from it and answered: {out.stdout.strip()}")
+
+
 def ordered_ids(rust_smaller):
     while True:
         a, b = secrets.token_hex(32), secrets.token_hex(32)
@@ -759,6 +770,7 @@ SCENARIOS = {
     "dht-our-bootstrap": scenario_dht_our_bootstrap,
     "dht-mixed-network": scenario_dht_mixed_network,
     "mdns-mesh": scenario_mdns_mesh,
+    "mdns-known-answers": scenario_mdns_known_answers,
     "dns-rust-client-node-server": scenario_dns_rust_client_node_server,
     "dns-node-clients-our-server": scenario_dns_node_clients_our_server,
     "dns-push-to-rust": scenario_dns_push_to_rust,

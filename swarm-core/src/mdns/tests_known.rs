@@ -196,3 +196,26 @@ fn a_listing_query_is_still_a_well_formed_dns_message() {
     reader.handle_datagram(seg.now, addr(1, 5353), &query);
     assert!(drain_events(&mut reader).is_empty());
 }
+
+/// The bytes of node 1's second query on a LAN of three, as `interop/node/known-answers.js`
+/// feeds them to Node's decoder and dns-discovery.
+const LISTING_QUERY_HEX: &str = concat!(
+    "000000000001000100000000",
+    "28333062343131663565663233316533346163633137653030363561386665643264373231313666640d646e732d646973636f76657279056c6f63616c00",
+    "00100001",
+    "28333062343131663565663233316533346163633137653030363561386665643264373231313666640d646e732d646973636f76657279056c6f63616c00",
+    "000a000100000000000c",
+    "0a0000031b5b0a0000021b5a",
+);
+
+#[test]
+fn listing_query_golden_bytes() {
+    let mut seg = Segment::new(3, None);
+    for (i, node) in seg.nodes.iter_mut().enumerate() {
+        node.join(&b"ubuntu-14.04"[..], true, 7000 + i as u16 + 1);
+    }
+    seg.advance_to(Instant::ZERO);
+    let query = next_query(&mut seg, 0);
+    let hex: String = query.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, LISTING_QUERY_HEX);
+}
