@@ -47,6 +47,17 @@ fn listed(query: &[u8]) -> Vec<SocketAddr> {
     out
 }
 
+/// `n` hosts on one LAN announcing `topic` (host `i` on port 7001 + `i`), after their first
+/// round.
+fn announcing(n: u8, topic: &[u8]) -> Segment {
+    let mut seg = Segment::new(n, None);
+    for (i, node) in seg.nodes.iter_mut().enumerate() {
+        node.join(topic.to_vec(), true, 7000 + i as u16 + 1);
+    }
+    seg.advance_to(Instant::ZERO);
+    seg
+}
+
 /// Runs the round of node `i` alone and returns its query.
 fn next_query(seg: &mut Segment, i: usize) -> Vec<u8> {
     let at = seg.nodes[i].poll_timeout().unwrap();
@@ -60,11 +71,7 @@ fn next_query(seg: &mut Segment, i: usize) -> Vec<u8> {
 #[test]
 fn a_query_lists_the_peers_heard_within_a_round_and_they_stay_silent() {
     let n = 10u8;
-    let mut seg = Segment::new(n, None);
-    for (i, node) in seg.nodes.iter_mut().enumerate() {
-        node.join(&b"shared"[..], true, 7000 + i as u16 + 1);
-    }
-    seg.advance_to(Instant::ZERO);
+    let mut seg = announcing(n, b"shared");
     // The first round: n queries listing nobody, each answered by every announcer.
     assert_eq!(seg.sent, n as usize + n as usize * n as usize);
     let query = next_query(&mut seg, 0);
@@ -85,11 +92,7 @@ fn a_query_lists_the_peers_heard_within_a_round_and_they_stay_silent() {
 #[test]
 fn a_busy_lan_sends_two_datagrams_a_host_a_round_and_still_reports_everyone() {
     let n = 50u8;
-    let mut seg = Segment::new(n, None);
-    for (i, node) in seg.nodes.iter_mut().enumerate() {
-        node.join(&b"shared"[..], true, 7000 + i as u16 + 1);
-    }
-    seg.advance_to(Instant::ZERO);
+    let mut seg = announcing(n, b"shared");
     let first = seg.sent;
     // Ten more rounds of every host (60-70 s apart, as Node draws them).
     seg.advance_to(Instant::ZERO + Duration::from_secs(10 * 70));
@@ -176,11 +179,7 @@ fn a_configured_local_address_silences_us_before_any_echo() {
 
 #[test]
 fn a_listing_query_is_still_a_well_formed_dns_message() {
-    let mut seg = Segment::new(3, None);
-    for (i, node) in seg.nodes.iter_mut().enumerate() {
-        node.join(&b"ubuntu-14.04"[..], true, 7000 + i as u16 + 1);
-    }
-    seg.advance_to(Instant::ZERO);
+    let mut seg = announcing(3, b"ubuntu-14.04");
     let query = next_query(&mut seg, 0);
     assert_eq!(listed(&query), [addr(2, 7002), addr(3, 7003)]);
     // The question is Node's, byte for byte; the list follows it as one NULL answer.
@@ -210,11 +209,7 @@ const LISTING_QUERY_HEX: &str = concat!(
 
 #[test]
 fn listing_query_golden_bytes() {
-    let mut seg = Segment::new(3, None);
-    for (i, node) in seg.nodes.iter_mut().enumerate() {
-        node.join(&b"ubuntu-14.04"[..], true, 7000 + i as u16 + 1);
-    }
-    seg.advance_to(Instant::ZERO);
+    let mut seg = announcing(3, b"ubuntu-14.04");
     let query = next_query(&mut seg, 0);
     let hex: String = query.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, LISTING_QUERY_HEX);
