@@ -181,8 +181,11 @@ impl Event {
 pub struct Stats {
     /// Dial attempts started (`connecting` events).
     pub dials_attempted: u64,
-    /// Dial attempts that ended in `connect-failed`.
+    /// Dial attempts that ended in `connect-failed`, yielded ones apart.
     pub dials_failed: u64,
+    /// Dial attempts ended (with `connect-failed`) to admit an inbound connection at the
+    /// limit.
+    pub dials_yielded: u64,
     /// Inbound transport connections accepted into the handshake.
     pub inbound_accepted: u64,
     /// Inbound connections refused by the whitelist, a ban or `max_connections`.

@@ -256,42 +256,53 @@ fn remote_close_of_an_outbound_connection_redials_but_a_local_close_does_not() {
 }
 
 #[test]
-fn max_connections_counts_dials_and_refuses_inbound_at_the_limit() {
+fn max_connections_counts_dials_and_an_inbound_connection_takes_the_newest_dials_place() {
     let mut s = swarm(|c| c.with_max_connections(2));
     for last in 2..6 {
         s.add_peer(at(0), Some(b"t"), addr(last, 7000));
     }
     let out = drain(&mut s);
-    assert_eq!(dials(&out).len(), 2);
+    let dialled = dials(&out);
+    assert_eq!(dialled.len(), 2);
     assert_eq!(s.queued(), 2);
+    // A connection from a host we are dialling may be the crossing of our dial: admitted
+    // beyond the limit, and no dial gives way. Over the limit, one dial less would not make
+    // room, so another host is refused.
+    let crossing = s.accept(at(1), addr(2, 40001), Transport::Tcp).unwrap();
+    assert!(closes(&drain(&mut s)).is_empty());
     assert_eq!(
         s.accept(at(1), addr(9, 40000), Transport::Tcp),
         Err(RejectReason::MaxConnections)
     );
-    // A connection from a host we are dialling may be the crossing of our dial: admitted.
-    assert!(s.accept(at(1), addr(2, 40001), Transport::Tcp).is_ok());
-    // The admitted connection holds a slot: a failed dial frees one, but it is taken.
-    s.handle_input(
-        at(2),
-        Input::DialFailed {
-            conn: dials(&out)[1],
-        },
-    );
-    assert!(dials(&drain(&mut s)).is_empty());
-    // Closing a connection releases its slot to the next queued peer.
-    let inbound = s.accept(at(3), addr(2, 40002), Transport::Tcp);
+    drain(&mut s);
+    let closed = |s: &mut Swarm, conn| {
+        let cause = CloseCause::Remote;
+        s.handle_input(at(2), Input::Closed { conn, cause });
+        dials(&drain(s)).len()
+    };
+    assert_eq!(closed(&mut s, crossing), 0, "back at the limit");
+    // At the limit, another host's connection ends our newest dial, which goes back to the
+    // queue with `connect-failed` (not timed out) and no retry counted.
+    let first = s.accept(at(3), addr(9, 40000), Transport::Tcp).unwrap();
+    let out = drain(&mut s);
+    assert_eq!(closes(&out), [dialled[1]]);
+    assert!(matches!(
+        events(&out)[..],
+        [Event::ConnectFailed { peer, timed_out: false }, ..] if peer.addr == addr(3, 7000)
+    ));
+    assert_eq!(s.queued(), 3);
+    assert_eq!(s.stats().dials_yielded, 1);
+    assert_eq!(s.stats().dials_failed, 0);
+    // Then the last dial gives way; with none left, the limit refuses.
+    let second = s.accept(at(3), addr(8, 40000), Transport::Tcp).unwrap();
+    assert_eq!(closes(&drain(&mut s)), [dialled[0]]);
     assert_eq!(
-        inbound,
-        Err(RejectReason::MaxConnections),
-        "no second crossing beyond the limit"
+        s.accept(at(3), addr(7, 40000), Transport::Tcp),
+        Err(RejectReason::MaxConnections)
     );
-    s.handle_input(
-        at(4),
-        Input::DialFailed {
-            conn: dials(&out)[0],
-        },
-    );
-    assert_eq!(dials(&drain(&mut s)).len(), 1);
+    // Each inbound connection closing frees a slot for the queue.
+    assert_eq!(closed(&mut s, first), 1);
+    assert_eq!(closed(&mut s, second), 1);
 }
 
 #[test]

@@ -275,6 +275,39 @@ impl Swarm {
         self.attempt_failed(now, attempt_id);
     }
 
+    /// At the limit, an inbound connection takes the place of our newest dial that has no
+    /// transport connected yet: the dial ends with `connect-failed` and its peer goes back
+    /// to the queue, no retry counted. The inbound peer is already connected to us, while a
+    /// dial into a busy swarm, where every node's own dials count against its limit, is
+    /// likely to be refused. Returns whether a dial made room.
+    pub(super) fn yield_dial(&mut self) -> bool {
+        // Over the limit (crossings admitted), one dial less would not be below it.
+        if self.total > self.config.max_connections {
+            return false;
+        }
+        let newest = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.utp_ready.is_none())
+            .map(|(id, _)| *id)
+            .max();
+        let Some(attempt) = newest.and_then(|id| self.end_attempt(id)) else {
+            return false;
+        };
+        for conn in attempt.conns {
+            self.remove_conn(conn);
+            self.close_transport(conn);
+        }
+        self.total -= 1;
+        self.stats.dials_yielded += 1;
+        self.emit(Event::ConnectFailed {
+            peer: self.peers.info(&attempt.peer),
+            timed_out: false,
+        });
+        self.peers.enqueue(attempt.peer);
+        true
+    }
+
     pub(super) fn attempt_failed(&mut self, now: Instant, attempt_id: AttemptId) {
         let Some(attempt) = self.end_attempt(attempt_id) else {
             return;

@@ -511,7 +511,7 @@ impl Swarm {
         let remote = normalize_addr(remote);
         let refusal = if !self.whitelisted(remote.ip()) {
             Some(RejectReason::Whitelist)
-        } else if self.at_capacity() && !self.may_be_crossing(remote.ip()) {
+        } else if self.at_capacity() && !self.may_be_crossing(remote.ip()) && !self.yield_dial() {
             Some(RejectReason::MaxConnections)
         } else {
             None

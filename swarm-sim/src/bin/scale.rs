@@ -183,6 +183,7 @@ impl Snapshot {
 fn add_stats(total: &mut swarm_core::Stats, c: &swarm_core::Stats) {
     total.dials_attempted += c.dials_attempted;
     total.dials_failed += c.dials_failed;
+    total.dials_yielded += c.dials_yielded;
     total.inbound_accepted += c.inbound_accepted;
     total.inbound_refused += c.inbound_refused;
     total.outbound_opened += c.outbound_opened;
@@ -283,11 +284,12 @@ fn main() {
         s.connected / 2
     );
     println!(
-        "all cores: dials {} (failed {}), inbound accepted {} (refused {}), outbound \
+        "all cores: dials {} (failed {}, yielded to inbound {}), inbound accepted {} (refused {}), outbound \
          connections {}, redundant {}, handshakes failed {}, candidates rejected {}, peers \
          dropped after retries {}; known peers {}",
         c.dials_attempted,
         c.dials_failed,
+        c.dials_yielded,
         c.inbound_accepted,
         c.inbound_refused,
         c.outbound_opened,
