@@ -37,7 +37,9 @@ pub enum HandshakeMode {
 pub struct Config {
     /// Our peer id, sent in the handshake (1..=`max_id_len` bytes).
     pub id: Bytes,
-    /// Cap on pending dials + handshaking + established connections; 0 = unlimited.
+    /// Cap on pending dials + handshaking + established connections; 0 = unlimited. At the
+    /// cap, an inbound connection takes the place of our newest dial not yet connected (that
+    /// dial ends with `connect-failed` and is queued again), or is refused if there is none.
     pub max_connections: usize,
     /// If non-empty, only these hosts are dialled or accepted.
     pub whitelist: Vec<IpAddr>,
