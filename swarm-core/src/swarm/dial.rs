@@ -215,15 +215,20 @@ impl Swarm {
         Some(attempt)
     }
 
+    /// Forgets dialling connections and closes their transports.
+    fn abandon(&mut self, conns: impl IntoIterator<Item = ConnId>) {
+        for conn in conns {
+            self.remove_conn(conn);
+            self.close_transport(conn);
+        }
+    }
+
     /// `winner` connected first (or TCP connected): the attempt ends and the others close.
     pub(super) fn attempt_won(&mut self, now: Instant, attempt_id: AttemptId, winner: ConnId) {
         let Some(attempt) = self.end_attempt(attempt_id) else {
             return;
         };
-        for loser in attempt.conns.into_iter().filter(|c| *c != winner) {
-            self.remove_conn(loser);
-            self.close_transport(loser);
-        }
+        self.abandon(attempt.conns.into_iter().filter(|c| *c != winner));
         // The attempt's slot in `total` passes to the connection.
         self.begin_handshake(now, winner);
     }
@@ -268,10 +273,7 @@ impl Swarm {
         }
         attempt.timed_out = true;
         let conns = core::mem::take(&mut attempt.conns);
-        for conn in conns {
-            self.remove_conn(conn);
-            self.close_transport(conn);
-        }
+        self.abandon(conns);
         self.attempt_failed(now, attempt_id);
     }
 
@@ -294,10 +296,7 @@ impl Swarm {
         let Some(attempt) = newest.and_then(|id| self.end_attempt(id)) else {
             return false;
         };
-        for conn in attempt.conns {
-            self.remove_conn(conn);
-            self.close_transport(conn);
-        }
+        self.abandon(attempt.conns);
         self.total -= 1;
         self.stats.dials_yielded += 1;
         self.emit(Event::ConnectFailed {
